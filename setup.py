@@ -1,0 +1,25 @@
+"""tfmech: the classic TensorFlow tutorials on TensorFlow 2.21, in two APIs."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfmech",
+    version="0.1.0",
+    description=("TensorFlow Mechanics 101, MNIST with summaries and CIFAR-10 "
+                 "on TensorFlow 2.21, in tf.compat.v1 and TF2 style"),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfmech", "tfmech.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=1.0",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    },
+)

@@ -1,0 +1,68 @@
+"""Reads event files back the way TensorBoard does, for assertions.
+
+v1 summaries (``simple_value`` scalars, v1 histograms/images) are migrated to
+their TF2 form with TensorBoard's own ``data_compat``, so one reader sees v1
+and v2 runs alike: (tag, plugin kind, step, value).
+"""
+
+import pathlib
+
+from tensorboard import data_compat
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.util import tensor_util
+
+
+def event_files(run_dir):
+    """The event files directly in ``run_dir`` (not its subdirectories)."""
+    return sorted(p for p in pathlib.Path(run_dir).iterdir()
+                  if p.is_file() and "tfevents" in p.name)
+
+
+def all_events(run_dir):
+    for path in event_files(run_dir):
+        yield from event_file_loader.EventFileLoader(str(path)).Load()
+
+
+def values(run_dir):
+    """Every summary value as (tag, kind, step, numpy value)."""
+    out = []
+    for event in all_events(run_dir):
+        if not event.HasField("summary"):
+            continue
+        for value in event.summary.value:
+            migrated = data_compat.migrate_value(value)
+            kind = migrated.metadata.plugin_data.plugin_name
+            array = tensor_util.make_ndarray(migrated.tensor) if migrated.HasField(
+                "tensor") else None
+            out.append((migrated.tag, kind, event.step, array))
+    return out
+
+
+def tag_kinds(run_dir):
+    """The set of (tag, kind) in a run, e.g. ("loss", "scalars")."""
+    return {(tag, kind) for tag, kind, _, _ in values(run_dir)}
+
+
+def scalars(run_dir):
+    """tag -> [(step, float)] for the scalar summaries of a run."""
+    out = {}
+    for tag, kind, step, array in values(run_dir):
+        if kind == "scalars":
+            out.setdefault(tag, []).append((step, float(array)))
+    return out
+
+
+def steps(run_dir, tag):
+    """The steps at which ``tag`` was written, in order."""
+    return [step for t, _, step, _ in values(run_dir) if t == tag]
+
+
+def has_graph(run_dir):
+    """Whether a run holds a graph for TensorBoard's Graphs tab."""
+    return any(event.HasField("graph_def") for event in all_events(run_dir))
+
+
+def run_metadata_tags(run_dir):
+    """Tags of full-trace run metadata (v1 add_run_metadata)."""
+    return {event.tagged_run_metadata.tag for event in all_events(run_dir)
+            if event.HasField("tagged_run_metadata")}

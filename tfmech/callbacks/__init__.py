@@ -1,0 +1,27 @@
+"""Keras callbacks that write the tutorials' TensorBoard summaries.
+
+They work in ``Model.fit`` and in tfmech's own v2 training loop (which
+passes its tensors in ``logs``; see ``base.PeriodicSummary`` and
+``TensorGroup``), and write through ``tfmech.summaries`` so the tags are the
+same as the v1 programs'.
+"""
+
+from tfmech.callbacks.activation_summaries import ActivationSummaries
+from tfmech.callbacks.base import (MissingLogKeyError, PeriodicSummary,
+                                   TensorGroup, file_writer)
+from tfmech.callbacks.gradient_histograms import GradientHistograms
+from tfmech.callbacks.image_summaries import ImageSummaries
+from tfmech.callbacks.scalar_summaries import ScalarSummaries
+from tfmech.callbacks.variable_summaries import VariableSummaries
+
+__all__ = [
+    "ActivationSummaries",
+    "GradientHistograms",
+    "ImageSummaries",
+    "MissingLogKeyError",
+    "PeriodicSummary",
+    "ScalarSummaries",
+    "TensorGroup",
+    "VariableSummaries",
+    "file_writer",
+]

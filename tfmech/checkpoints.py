@@ -1,0 +1,120 @@
+"""Checkpoint names and layout, and moving weights between the two APIs.
+
+v1 writes ``model.ckpt-STEP`` with a ``tf.compat.v1.train.Saver``: keys are
+variable names (``hidden1/weights``). v2 writes ``ckpt-STEP`` with a
+``tf.train.CheckpointManager``: keys are object paths. tfmech arranges the
+v2 objects so the path spells the canonical name
+(``model/hidden1/weights/.ATTRIBUTES/VARIABLE_VALUE``); from either file the
+canonical names can be recovered, which is what lets a checkpoint written by
+one API be restored by the other.
+"""
+
+import os
+
+import tensorflow as tf
+
+V1_PREFIX = "model.ckpt"
+V2_PREFIX = "ckpt"
+V2_MODEL_ROOT = "model"
+_V2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+class CheckpointMismatchError(ValueError):
+    """A train_dir holds checkpoints of the other API (or of another model)."""
+
+
+def api_of(checkpoint_path):
+    """"v1" for ``.../model.ckpt-N``, "v2" for ``.../ckpt-N``, else None."""
+    base = os.path.basename(checkpoint_path)
+    if base.startswith(V1_PREFIX + "-"):
+        return "v1"
+    if base.startswith(V2_PREFIX + "-"):
+        return "v2"
+    return None
+
+
+def latest_checkpoint(train_dir, api):
+    """The newest checkpoint of ``api`` in ``train_dir``, or None if there is none.
+
+    Raises CheckpointMismatchError when the directory's newest checkpoint was
+    written by the other API: resuming from it would silently start over, and
+    the other API's checkpoint manager could delete those files.
+    """
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest is None:
+        return None
+    found = api_of(latest)
+    if found != api:
+        raise CheckpointMismatchError(
+            f"--train_dir {train_dir} holds checkpoints written by "
+            f"--api={found or 'unknown'} (latest: {os.path.basename(latest)}); "
+            f"--api={api} will not resume from or overwrite them. Use another "
+            f"--train_dir, or --api={found}.")
+    return latest
+
+
+def v2_key(name):
+    """The key under which a v2 checkpoint stores canonical variable ``name``."""
+    return f"{V2_MODEL_ROOT}/{name}{_V2_SUFFIX}"
+
+
+def key_for(checkpoint_path, name):
+    """The key of canonical variable ``name`` inside either kind of checkpoint."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    for key in (name, v2_key(name)):
+        if reader.has_tensor(key):
+            return key
+    raise CheckpointMismatchError(
+        f"checkpoint {checkpoint_path} has no variable {name!r} "
+        f"(looked for {name!r} and {v2_key(name)!r})")
+
+
+def read_canonical(checkpoint_path, names):
+    """The values of canonical variables ``names`` from a v1 or v2 checkpoint."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    return {name: reader.get_tensor(key_for(checkpoint_path, name))
+            for name in names}
+
+
+def v1_saver_for(checkpoint_path, variables):
+    """A v1 Saver that restores ``variables`` (canonical name -> variable) from
+    ``checkpoint_path`` whichever API wrote it."""
+    return tf.compat.v1.train.Saver(
+        var_list={key_for(checkpoint_path, name): var
+                  for name, var in variables.items()})
+
+
+def assign_from(checkpoint_path, variables):
+    """Eager: sets ``variables`` (canonical name -> variable) from a v1 or v2
+    checkpoint."""
+    values = read_canonical(checkpoint_path, list(variables))
+    for name, var in variables.items():
+        var.assign(values[name])
+
+
+class ModelTree(tf.Module):
+    """Holds variables so their checkpoint path is their canonical name.
+
+    ``hidden1/weights`` becomes attribute ``weights`` of child ``hidden1``;
+    ``tf.train.Checkpoint(model=ModelTree(...))`` then stores it under
+    ``model/hidden1/weights``.
+    """
+
+    def __init__(self, variables):
+        super().__init__(name=V2_MODEL_ROOT)
+        for name, var in variables.items():
+            node = self
+            *scopes, leaf = name.split("/")
+            for scope in scopes:
+                if not hasattr(node, scope):
+                    setattr(node, scope, tf.Module(name=scope))
+                node = getattr(node, scope)
+            setattr(node, leaf, var)
+
+
+def v2_checkpoint(variables, optimizer=None):
+    """A ``tf.train.Checkpoint`` of canonical variables (and optimizer state)."""
+    parts = {V2_MODEL_ROOT: ModelTree(variables)}
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    return tf.train.Checkpoint(**parts)

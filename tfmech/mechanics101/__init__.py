@@ -1,0 +1,1 @@
+"""TensorFlow Mechanics 101: a two-hidden-layer MNIST classifier."""

@@ -1,0 +1,24 @@
+"""Mechanics 101 hyperparameters: plain values, no TensorFlow import.
+
+The binary builds one of these from its flags; everything below the binary
+takes it as an argument and never reads flags.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """Everything that decides the numbers a run produces.
+
+    Defaults are the original fully_connected_feed.py flags.
+    """
+
+    learning_rate: float = 0.01
+    max_steps: int = 2000
+    hidden1: int = 128
+    hidden2: int = 32
+    batch_size: int = 100
+    seed: int = 0
+    log_every: int = 100          # console line + `loss` summary
+    checkpoint_every: int = 1000  # also at the last step

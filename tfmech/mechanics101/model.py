@@ -1,0 +1,91 @@
+"""The Mechanics 101 network, written once for both APIs.
+
+784 pixels -> hidden1 (ReLU) -> hidden2 (ReLU) -> 10 logits. The functions
+below are plain TensorFlow ops over a dict of variables keyed by canonical
+name, so the same code builds the v1 graph (train_v1.py) and runs inside the
+v2 tf.function (train_v2.py). The four entry points keep the original
+tutorial's names: ``inference``, ``loss``, ``training`` and ``evaluation``.
+"""
+
+import math
+
+import tensorflow as tf
+
+from tfmech.variables import VariableSpec
+
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+def variable_specs(hidden1_units, hidden2_units):
+    """The six weights and biases of the network, in the original's names.
+
+    Weights start truncated-normal with stddev 1/sqrt(fan_in) so every layer's
+    pre-activations start with unit-ish variance; biases start at zero.
+    """
+    layers = [("hidden1", IMAGE_PIXELS, hidden1_units),
+              ("hidden2", hidden1_units, hidden2_units),
+              ("softmax_linear", hidden2_units, NUM_CLASSES)]
+    specs = []
+    for scope, fan_in, fan_out in layers:
+        specs.append(VariableSpec(f"{scope}/weights", (fan_in, fan_out),
+                                  "truncated_normal",
+                                  stddev=1.0 / math.sqrt(float(fan_in))))
+        specs.append(VariableSpec(f"{scope}/biases", (fan_out,), "constant"))
+    return specs
+
+
+def inference(images, params):
+    """Builds the forward pass up to the logits.
+
+    Args:
+      images: float32 [batch, IMAGE_PIXELS].
+      params: dict of canonical name -> variable (or tensor).
+
+    Returns:
+      float32 logits [batch, NUM_CLASSES] (no softmax: ``loss`` applies it).
+    """
+    with tf.name_scope("hidden1"):
+        hidden1 = tf.nn.relu(
+            tf.matmul(images, params["hidden1/weights"]) + params["hidden1/biases"])
+    with tf.name_scope("hidden2"):
+        hidden2 = tf.nn.relu(
+            tf.matmul(hidden1, params["hidden2/weights"]) + params["hidden2/biases"])
+    with tf.name_scope("softmax_linear"):
+        logits = (tf.matmul(hidden2, params["softmax_linear/weights"])
+                  + params["softmax_linear/biases"])
+    return logits
+
+
+def loss(logits, labels):
+    """Mean sparse softmax cross-entropy of the logits against integer labels."""
+    labels = tf.cast(labels, tf.int64)
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                       logits=logits),
+        name="xentropy_mean")
+
+
+def training(loss_value, learning_rate, global_step):
+    """v1: the op that applies one step of plain gradient descent.
+
+    ``minimize`` also increments ``global_step``, the counter the Saver
+    numbers its checkpoints by. The v2 driver takes the same step with
+    ``optimizer()`` below: both are ``w -= learning_rate * dL/dw``.
+    """
+    sgd = tf.compat.v1.train.GradientDescentOptimizer(learning_rate)
+    return sgd.minimize(loss_value, global_step=global_step)
+
+
+def optimizer(learning_rate):
+    """v2: the same gradient descent as ``training``, as a Keras optimizer."""
+    import keras  # Keras is only needed by the eager driver.
+    return keras.optimizers.SGD(learning_rate=learning_rate)
+
+
+def evaluation(logits, labels):
+    """How many examples have their true label as the top prediction (int32)."""
+    correct = tf.nn.in_top_k(predictions=logits,
+                             targets=tf.cast(labels, tf.int32), k=1)
+    return tf.reduce_sum(tf.cast(correct, tf.int32))

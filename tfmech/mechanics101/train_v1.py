@@ -1,0 +1,132 @@
+"""Mechanics 101 in the TF1 style: a graph, placeholders, a Session.
+
+This is fully_connected_feed.py as TensorFlow 1 users wrote it, run through
+``tf.compat.v1``: build the whole graph first (placeholders -> inference ->
+loss -> training op), then loop, feeding one batch per ``sess.run`` through a
+feed_dict. Summaries go through ``merge_all`` and a ``FileWriter`` that also
+stores the graph; a ``Saver`` writes ``model.ckpt-STEP``.
+"""
+
+import os
+import time
+
+import tensorflow as tf
+
+from tfmech import checkpoints
+from tfmech import evaluation
+from tfmech import progress
+from tfmech import summaries
+from tfmech import variables
+from tfmech.mechanics101 import model
+
+
+def placeholder_inputs():
+    """The two graph inputs that every ``sess.run`` feeds.
+
+    The batch dimension is left open (None) so evaluation can feed a last,
+    partial batch through the same graph.
+    """
+    images = tf.compat.v1.placeholder(tf.float32, shape=(None, model.IMAGE_PIXELS),
+                                      name="images")
+    labels = tf.compat.v1.placeholder(tf.int32, shape=(None,), name="labels")
+    return images, labels
+
+
+class Graph:
+    """The ops of one Mechanics 101 graph, built by ``build_graph``."""
+
+    def __init__(self, hparams):
+        self.images, self.labels = placeholder_inputs()
+        self.params = variables.create_variables(
+            model.variable_specs(hparams.hidden1, hparams.hidden2), hparams.seed)
+        self.global_step = variables.create_global_step()
+        self.logits = model.inference(self.images, self.params)
+        self.loss = model.loss(self.logits, self.labels)
+        # The original added this summary inside training(); it is the only
+        # summary of the graph, so merge_all returns just it.
+        tf.compat.v1.summary.scalar(summaries.LOSS, self.loss)
+        self.train_op = model.training(self.loss, hparams.learning_rate,
+                                       self.global_step)
+        self.eval_correct = model.evaluation(self.logits, self.labels)
+        self.summary = tf.compat.v1.summary.merge_all()
+        self.init = tf.compat.v1.global_variables_initializer()
+
+    def canonical_variables(self):
+        """Canonical name -> variable, global_step included."""
+        return {**self.params, variables.GLOBAL_STEP: self.global_step}
+
+
+def fill_feed_dict(data_set, graph, batch_size):
+    """Feeds the next training batch into the graph's placeholders."""
+    images, labels = data_set.next_batch(batch_size)
+    return {graph.images: images, graph.labels: labels}
+
+
+def restore_or_initialize(sess, graph, saver, train_dir):
+    """Continues from the newest ``model.ckpt-N`` in ``train_dir`` if any.
+
+    Returns:
+      The global step training continues from (0 for a fresh start).
+    """
+    latest = checkpoints.latest_checkpoint(train_dir, api="v1")
+    if latest is None:
+        sess.run(graph.init)
+        return 0
+    saver.restore(sess, latest)
+    step = int(sess.run(graph.global_step))
+    progress.say(progress.resume_line(latest, step))
+    return step
+
+
+def run_training(hparams, data_sets, train_dir):
+    """Trains for ``hparams.max_steps`` steps, then evaluates every split.
+
+    Returns:
+      A ``progress.RunRecord`` of the logged losses and evaluation counts.
+    """
+    record = progress.RunRecord()
+    os.makedirs(train_dir, exist_ok=True)
+    with tf.Graph().as_default():
+        graph = Graph(hparams)
+        saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
+                                         max_to_keep=5)
+        with tf.compat.v1.Session() as sess:
+            summary_writer = tf.compat.v1.summary.FileWriter(train_dir, sess.graph)
+            start_step = restore_or_initialize(sess, graph, saver, train_dir)
+            record.start_step = start_step
+            evaluation.skip_batches(data_sets.train, hparams.batch_size, start_step)
+            checkpoint_path = os.path.join(train_dir, checkpoints.V1_PREFIX)
+
+            for step in range(start_step, hparams.max_steps):
+                start_time = time.time()
+                feed_dict = fill_feed_dict(data_sets.train, graph,
+                                           hparams.batch_size)
+                if step % hparams.log_every == 0:
+                    # The original ran the summary in a second sess.run after
+                    # the update; fetching it with the step keeps the
+                    # summary equal to the printed loss (and to v2's).
+                    _, loss_value, summary_str = sess.run(
+                        [graph.train_op, graph.loss, graph.summary],
+                        feed_dict=feed_dict)
+                    duration = time.time() - start_time
+                    progress.say(progress.step_line(step, loss_value, duration))
+                    record.losses[step] = float(loss_value)
+                    summary_writer.add_summary(summary_str, step)
+                    summary_writer.flush()
+                else:
+                    sess.run(graph.train_op, feed_dict=feed_dict)
+
+                done = step + 1
+                if done % hparams.checkpoint_every == 0 or done == hparams.max_steps:
+                    saver.save(sess, checkpoint_path, global_step=graph.global_step)
+
+            summary_writer.close()
+            record.final_step = int(sess.run(graph.global_step))
+
+            def correct_in_batch(images, labels):
+                return sess.run(graph.eval_correct,
+                                {graph.images: images, graph.labels: labels})
+
+            record.evaluations = evaluation.report_splits(
+                data_sets, hparams.batch_size, correct_in_batch)
+    return record

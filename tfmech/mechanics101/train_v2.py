@@ -1,0 +1,108 @@
+"""Mechanics 101 in the TF2 style: eager variables, a tf.function step.
+
+The same network and the same batches as train_v1.py, but nothing is built
+ahead of time: variables are created directly, one training step is an
+ordinary Python function (forward pass under a GradientTape, gradients, an
+optimizer update) that ``tfmech.v2_loop.TrainLoop`` traces and runs many
+steps per call. Summaries go through ``tf.summary`` writers driven by Keras
+callbacks; ``tf.train.CheckpointManager`` writes ``ckpt-STEP`` with the
+optimizer and the step counter inside, so rerunning on the same train_dir
+resumes exactly where the last run stopped.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfmech import checkpoints
+from tfmech import evaluation
+from tfmech import progress
+from tfmech import summaries
+from tfmech import v2_loop
+from tfmech import variables
+from tfmech.callbacks.progress_logger import StepLogger
+from tfmech.callbacks.scalar_summaries import ScalarSummaries
+from tfmech.mechanics101 import model
+
+
+class Model:
+    """The network's variables and its two compiled uses (train, evaluate)."""
+
+    def __init__(self, hparams):
+        self.params = variables.create_variables(
+            model.variable_specs(hparams.hidden1, hparams.hidden2), hparams.seed)
+        self.global_step = variables.create_global_step()
+        self.optimizer = model.optimizer(hparams.learning_rate)
+        # Build the optimizer's own state now, outside any tf.function.
+        self.optimizer.build(list(self.params.values()))
+        self.checkpoint = checkpoints.v2_checkpoint(self.canonical_variables(),
+                                                    self.optimizer)
+        images = tf.TensorSpec([None, model.IMAGE_PIXELS], tf.float32)
+        labels = tf.TensorSpec([None], tf.int32)
+        self._compiled_logits = tf.function(
+            lambda x: model.inference(x, self.params), input_signature=[images])
+        self._compiled_eval_correct = tf.function(
+            lambda x, y: model.evaluation(model.inference(x, self.params), y),
+            input_signature=[images, labels])
+
+    def canonical_variables(self):
+        """Canonical name -> variable, global_step included."""
+        return {**self.params, variables.GLOBAL_STEP: self.global_step}
+
+    def train_step(self, images, labels):
+        """One step of gradient descent on one batch; returns its loss."""
+        trainable = list(self.params.values())
+        with tf.GradientTape() as tape:
+            logits = model.inference(images, self.params)
+            loss_value = model.loss(logits, labels)
+        gradients = tape.gradient(loss_value, trainable)
+        self.optimizer.apply_gradients(zip(gradients, trainable))
+        return {"loss": loss_value}
+
+    def logits(self, images):
+        """The network's outputs for a batch of images (compiled on first use)."""
+        return self._compiled_logits(images)
+
+    def eval_correct(self, images, labels):
+        """How many of the batch the network classifies correctly (compiled)."""
+        return self._compiled_eval_correct(images, labels)
+
+
+def example_batch(batch_size):
+    """A zero batch of the training shapes, to trace the step for its graph."""
+    return (np.zeros([batch_size, model.IMAGE_PIXELS], np.float32),
+            np.zeros([batch_size], np.int32))
+
+
+def run_training(hparams, data_sets, train_dir):
+    """Trains for ``hparams.max_steps`` steps, then evaluates every split.
+
+    Returns:
+      A ``progress.RunRecord`` of the logged losses and evaluation counts.
+    """
+    record = progress.RunRecord()
+    os.makedirs(train_dir, exist_ok=True)
+    net = Model(hparams)
+    writer = tf.summary.create_file_writer(train_dir)
+    loop = v2_loop.TrainLoop(
+        net.train_step, net.global_step,
+        v2_loop.checkpoint_manager(net.checkpoint, train_dir, net.global_step),
+        callbacks=[StepLogger(record),
+                   ScalarSummaries(writer, every_n_steps=hparams.log_every,
+                                   from_logs={summaries.LOSS: "loss"})],
+        log_every=hparams.log_every,
+        checkpoint_every=hparams.checkpoint_every)
+    record.start_step = loop.restore_or_initialize()
+    if record.start_step == 0:
+        loop.write_graph(writer, example_batch(hparams.batch_size))
+    evaluation.skip_batches(data_sets.train, hparams.batch_size, record.start_step)
+
+    loop.run(lambda: data_sets.train.next_batch(hparams.batch_size),
+             hparams.max_steps)
+    writer.close()
+    record.final_step = int(net.global_step.numpy())
+    record.evaluations = evaluation.report_splits(
+        data_sets, hparams.batch_size,
+        lambda images, labels: net.eval_correct(images, labels).numpy())
+    return record

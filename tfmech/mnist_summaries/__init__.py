@@ -1,0 +1,1 @@
+"""MNIST with summaries ("TensorBoard: Visualizing Learning")."""

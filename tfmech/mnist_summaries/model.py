@@ -1,0 +1,129 @@
+"""The MNIST-with-summaries network, written once for both APIs.
+
+784 pixels -> layer1 (500, ReLU) -> dropout -> layer2 (10, identity) ->
+logits, trained with Adam. Besides the logits, ``inference`` returns the
+tensors the tutorial draws in TensorBoard (each layer's pre-activations and
+activations, the input as images), keyed by their canonical summary tags, so
+the v1 graph and the v2 step summarize exactly the same tensors.
+
+Dropout is *stateless*, keyed by (seed, step): the mask of step i is a pure
+function of the two numbers, so the v1 and v2 runs drop the same units and
+train identically.
+"""
+
+import tensorflow as tf
+
+from tfmech.variables import VariableSpec
+
+IMAGE_SIZE = 28
+IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+HIDDEN_UNITS = 500
+NUM_CLASSES = 10
+# tf.compat.v1.train.AdamOptimizer's default, which the original used; Keras
+# defaults to 1e-7, so both drivers pass this explicitly.
+ADAM_EPSILON = 1e-8
+LAYERS = (("layer1", IMAGE_PIXELS, HIDDEN_UNITS),
+          ("layer2", HIDDEN_UNITS, NUM_CLASSES))
+
+
+def variable_specs():
+    """Weights truncated-normal with stddev 0.1, biases 0.1 (the original's)."""
+    specs = []
+    for scope, fan_in, fan_out in LAYERS:
+        specs.append(VariableSpec(f"{scope}/weights", (fan_in, fan_out),
+                                  "truncated_normal", stddev=0.1))
+        specs.append(VariableSpec(f"{scope}/biases", (fan_out,), "constant",
+                                  value=0.1))
+    return specs
+
+
+def pre_activations_tag(scope):
+    return f"{scope}/Wx_plus_b/pre_activations"
+
+
+def activations_tag(scope):
+    return f"{scope}/activations"
+
+
+def dense(inputs, params, scope, activation):
+    """One layer; returns (output, {summary tag: tensor}) of what it drew."""
+    with tf.name_scope(scope):
+        pre = tf.matmul(inputs, params[f"{scope}/weights"]) + params[f"{scope}/biases"]
+        out = activation(pre)
+    return out, {pre_activations_tag(scope): pre, activations_tag(scope): out}
+
+
+def dropout_seed(seed, step):
+    """The stateless seed of step ``step``'s dropout mask."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+
+
+def inference(images, params, keep_prob, seed, step):
+    """Forward pass.
+
+    Args:
+      images: float32 [batch, 784].
+      params: canonical name -> variable.
+      keep_prob: scalar float, 0.9 when training, 1.0 when testing.
+      seed, step: key of the dropout mask.
+
+    Returns:
+      (logits, endpoints) where endpoints maps the summary tags of the
+      pre-activations and activations to their tensors.
+    """
+    hidden, endpoints = dense(images, params, "layer1", tf.nn.relu)
+    with tf.name_scope("dropout"):
+        dropped = tf.nn.experimental.stateless_dropout(
+            hidden, rate=1.0 - keep_prob, seed=dropout_seed(seed, step))
+    logits, layer2 = dense(dropped, params, "layer2", tf.identity)
+    endpoints.update(layer2)
+    return logits, endpoints
+
+
+def input_images(images):
+    """The input batch as [batch, 28, 28, 1] images for the image summary."""
+    with tf.name_scope("input_reshape"):
+        return tf.reshape(images, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy against integer labels."""
+    with tf.name_scope("cross_entropy"):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(labels, tf.int64), logits=logits))
+
+
+def accuracy(logits, labels):
+    """Fraction of the batch whose arg-max logit is the label."""
+    with tf.name_scope("accuracy"):
+        correct = tf.equal(tf.argmax(logits, 1), tf.cast(labels, tf.int64))
+        return tf.reduce_mean(tf.cast(correct, tf.float32))
+
+
+def training(loss_value, learning_rate):
+    """v1: the Adam update op of the original."""
+    adam = tf.compat.v1.train.AdamOptimizer(learning_rate, epsilon=ADAM_EPSILON)
+    return adam.minimize(loss_value)
+
+
+def optimizer(learning_rate):
+    """v2: the same Adam (same epsilon) as a Keras optimizer."""
+    import keras  # Keras is only needed by the eager driver.
+    return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ADAM_EPSILON)
+
+
+def forward(images, labels, params, keep_prob, seed, step):
+    """Everything one step computes and draws, as the logs of that step.
+
+    Returns a dict: ``cross_entropy`` (the loss), ``accuracy``,
+    ``keep_prob``, ``activations`` ({summary tag: tensor}) and ``images``
+    ([batch, 28, 28, 1]). The v2 step returns it to the summary callbacks;
+    the v1 graph hands the same dict of graph tensors to the same callbacks
+    to build its summary ops.
+    """
+    logits, endpoints = inference(images, params, keep_prob, seed, step)
+    return {"cross_entropy": cross_entropy(logits, labels),
+            "accuracy": accuracy(logits, labels),
+            "keep_prob": tf.convert_to_tensor(keep_prob, tf.float32),
+            "activations": endpoints,
+            "images": input_images(images)}

@@ -1,0 +1,61 @@
+"""The console lines of the original tutorials, shared by both APIs.
+
+Users compare runs by eye against the tutorials' output, so the formats are
+the originals' exactly; both drivers print through these functions so a v1
+and a v2 run print the same lines.
+"""
+
+import sys
+import time
+
+
+def say(line):
+    """Prints one progress line now (unbuffered, so long runs show progress)."""
+    print(line, flush=True)
+    sys.stdout.flush()
+
+
+def now():
+    """Wall-clock seconds, for the per-step timings the lines print."""
+    return time.time()
+
+
+def step_line(step, loss_value, duration_sec):
+    """Mechanics 101's training line."""
+    return "Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration_sec)
+
+
+def precision_line(num_examples, true_count):
+    """Mechanics 101's evaluation line: counts and precision @ 1."""
+    precision = float(true_count) / num_examples if num_examples else 0.0
+    return "Num examples: %d  Num correct: %d  Precision @ 1: %0.04f" % (
+        num_examples, true_count, precision)
+
+
+def accuracy_line(step, accuracy):
+    """MNIST with summaries' test line."""
+    return "Accuracy at step %s: %s" % (step, accuracy)
+
+
+class RunRecord:
+    """What a run printed, as numbers, for tests and run-comparison scripts.
+
+    Attributes:
+      losses: step -> training loss on the steps that were logged.
+      accuracies: step -> test accuracy (MNIST with summaries).
+      evaluations: split -> (num_examples, true_count).
+      start_step: the step training started from (> 0 after a resume).
+      final_step: the global step when the run ended.
+    """
+
+    def __init__(self):
+        self.losses = {}
+        self.accuracies = {}
+        self.evaluations = {}
+        self.start_step = 0
+        self.final_step = 0
+
+
+def resume_line(checkpoint_path, step):
+    """Said when a run continues from a checkpoint instead of starting over."""
+    return "Resuming from %s at step %d" % (checkpoint_path, step)

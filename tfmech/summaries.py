@@ -1,0 +1,91 @@
+"""Canonical summary tags, and writers of them that work in both APIs.
+
+tf.compat.v1 summary ops take their tag from the op name, so TensorFlow's
+name uniquifying turns a second ``mean`` into ``mean_1`` and a repeated scope
+into ``layer1_1/...``. The TF2 ``tf.summary`` ops instead take the tag from
+the current name scope plus the name they are given. Every function here
+clears the name scope first and passes the full canonical tag, so the tag in
+the event file is exactly the string below whether the op runs eagerly,
+inside a tf.function, or inside a v1 graph run by a Session (with the writer
+installed by ``writer.as_default()`` while the ops are built).
+"""
+
+import tensorflow as tf
+
+# Mechanics 101.
+LOSS = "loss"
+
+# MNIST with summaries.
+CROSS_ENTROPY = "cross_entropy"
+ACCURACY = "accuracy"
+DROPOUT_KEEP_PROBABILITY = "dropout/dropout_keep_probability"
+INPUT_IMAGES = "input_reshape/input"
+
+VARIABLE_STATISTICS = ("mean", "stddev", "max", "min")
+
+
+def variable_summary_tags(path):
+    """The five tags ``variable_summaries`` writes for the variable at ``path``."""
+    scalars = [f"{path}/summaries/{stat}" for stat in VARIABLE_STATISTICS]
+    return scalars, f"{path}/summaries/histogram"
+
+
+def sparsity_tag(activation_tag):
+    """``conv1/activations`` -> ``conv1/sparsity``; otherwise appends ``/sparsity``."""
+    base = activation_tag[:-len("/activations")] if activation_tag.endswith(
+        "/activations") else activation_tag
+    return base + "/sparsity"
+
+
+def scalar(tag, value, step):
+    """Writes ``value`` under exactly ``tag`` to the default writer."""
+    with tf.name_scope(""):
+        return tf.summary.scalar(tag, value, step=step)
+
+
+def histogram(tag, values, step):
+    """Writes a histogram of ``values`` under exactly ``tag``."""
+    with tf.name_scope(""):
+        return tf.summary.histogram(tag, values, step=step)
+
+
+def image(tag, images, step, max_outputs):
+    """Writes up to ``max_outputs`` images ([N, H, W, C]) as ONE tag.
+
+    TensorBoard shows them as one card with a sample slider (v1's
+    ``tf.compat.v1.summary.image`` would write one tag per image instead).
+    """
+    with tf.name_scope(""):
+        return tf.summary.image(tag, images, step=step, max_outputs=max_outputs)
+
+
+def variable_summaries(path, value, step):
+    """Mean, stddev, max, min and histogram of a tensor, under ``path/summaries/``.
+
+    The statistics of the original tutorial's ``variable_summaries``; stddev
+    is the population standard deviation, sqrt(mean((x - mean)^2)).
+    """
+    value = tf.convert_to_tensor(value)
+    mean = tf.reduce_mean(value)
+    statistics = {
+        "mean": mean,
+        "stddev": tf.sqrt(tf.reduce_mean(tf.square(value - mean))),
+        "max": tf.reduce_max(value),
+        "min": tf.reduce_min(value),
+    }
+    scalar_tags, histogram_tag = variable_summary_tags(path)
+    ops = [scalar(tag, statistics[stat], step)
+           for tag, stat in zip(scalar_tags, VARIABLE_STATISTICS)]
+    ops.append(histogram(histogram_tag, value, step))
+    return ops
+
+
+def graph(graph_or_concrete_function):
+    """Writes a graph for TensorBoard's Graphs tab to the default writer.
+
+    Accepts a ``tf.Graph`` or a concrete function (whose FuncGraph is used),
+    so a v2 program can show the graph of its tf.function step.
+    """
+    graph_value = getattr(graph_or_concrete_function, "graph",
+                          graph_or_concrete_function)
+    return tf.summary.graph(graph_value)
