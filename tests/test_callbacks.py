@@ -59,18 +59,13 @@ def small_model():
         keras.Input((4,)),
         keras.layers.Dense(3, activation="relu", name="hidden"),
         keras.layers.Dense(2, name="logits"),
-    ])
+    ], name="net")
     model.compile(optimizer=keras.optimizers.SGD(0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  # Eager steps: the callbacks see the same logs and
+                  # optimizer steps, and nothing waits for a trace.
                   metrics=["accuracy"], run_eagerly=True)
     return model
-
-
-def fit(model, callbacks, validation=False):
-    x, y = data()
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, verbose=0,
-              shuffle=False, callbacks=callbacks,
-              validation_data=(x[:24], y[:24]) if validation else None)
 
 
 def histogram_range_and_count(histogram):
@@ -78,16 +73,62 @@ def histogram_range_and_count(histogram):
     return histogram[0, 0], histogram[-1, 1], histogram[:, 2].sum()
 
 
+class Fitted:
+    """One Model.fit run with every callback, shared by the fit tests.
+
+    Each callback writes to its own directory, so each test sees exactly
+    the tags of one callback. (One run instead of one per test: fit is
+    slow to start and the machine is shared.)
+    """
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    run = Fitted()
+    run.root = tmp_path_factory.mktemp("fit")
+    run.x, run.y = data()
+    run.model = model = small_model()
+    run.keep_probability = tf.Variable(0.9)
+    run.batch_losses, run.test_batch_logs = [], []
+    run.callbacks = {
+        "variables": VariableSummaries(str(run.root / "variables"), every_n_steps=3),
+        "activations": ActivationSummaries(
+            str(run.root / "activations"), sparsity=True, probe_inputs=run.x[:8]),
+        "gradients": GradientHistograms(
+            str(run.root / "gradients"), every_n_steps=3,
+            probe_batch=(run.x[:8], run.y[:8])),
+        "images": ImageSummaries(
+            str(run.root / "images"), "input_reshape/input", every_n_steps=5,
+            max_outputs=3, image_shape=(2, 2, 1), probe_images=run.x[:5]),
+        "scalars": ScalarSummaries(
+            str(run.root / "scalars"), every_n_steps=2,
+            from_logs={"cross_entropy": "loss"},
+            values={"constant": 0.5,
+                    "learning_rate": lambda: model.optimizer.learning_rate,
+                    summaries.DROPOUT_KEEP_PROBABILITY: run.keep_probability}),
+        "same_names": ScalarSummaries(str(run.root / "same_names"),
+                                      every_n_steps=4,
+                                      from_logs=["loss", "accuracy"]),
+        "test": ScalarSummaries(str(run.root / "test"), on="test",
+                                from_logs=["accuracy"]),
+    }
+    record_logs = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: run.batch_losses.append(logs["loss"]),
+        on_test_batch_end=lambda batch, logs: run.test_batch_logs.append(dict(logs)))
+    model.fit(run.x, run.y, batch_size=BATCH_SIZE, epochs=EPOCHS, verbose=0,
+              shuffle=False, validation_data=(run.x[:24], run.y[:24]),
+              callbacks=list(run.callbacks.values()) + [record_logs])
+    return run
+
+
 # Under Model.fit.
 
-def test_variable_summaries_under_fit(tmp_path):
-    model = small_model()
-    fit(model, [VariableSummaries(str(tmp_path), every_n_steps=3)])
-
-    run = read_run(tmp_path)
+def test_variable_summaries_under_fit(fitted):
+    run = read_run(fitted.root / "variables")
+    model = fitted.model
     paths = [variable.path for variable in model.trainable_variables]
-    assert paths == ["sequential/hidden/kernel", "sequential/hidden/bias",
-                     "sequential/logits/kernel", "sequential/logits/bias"]
+    assert paths == ["net/hidden/kernel", "net/hidden/bias",
+                     "net/logits/kernel", "net/logits/bias"]
     expected = {}
     for path in paths:
         for stat in ("mean", "stddev", "max", "min"):
@@ -99,26 +140,22 @@ def test_variable_summaries_under_fit(tmp_path):
 
     # Step 9 is the last batch, recorded after its update: the final values.
     kernel = model.trainable_variables[0].numpy()
-    _, _, means = run["sequential/hidden/kernel/summaries/mean"]
-    _, _, stddevs = run["sequential/hidden/kernel/summaries/stddev"]
-    _, _, maxima = run["sequential/hidden/kernel/summaries/max"]
+    _, _, means = run["net/hidden/kernel/summaries/mean"]
+    _, _, stddevs = run["net/hidden/kernel/summaries/stddev"]
+    _, _, maxima = run["net/hidden/kernel/summaries/max"]
     assert float(means[-1]) == pytest.approx(kernel.mean(), abs=1e-6)
     assert float(stddevs[-1]) == pytest.approx(kernel.std(), abs=1e-6)
     assert float(maxima[-1]) == pytest.approx(kernel.max(), abs=1e-6)
-    _, _, histograms = run["sequential/hidden/kernel/summaries/histogram"]
+    _, _, histograms = run["net/hidden/kernel/summaries/histogram"]
     low, high, count = histogram_range_and_count(histograms[-1])
     assert count == kernel.size
     assert (low, high) == pytest.approx((kernel.min(), kernel.max()), abs=1e-6)
+    # Four recordings, one trace: the writing runs as a single graph call.
+    assert fitted.callbacks["variables"]._traced_write.experimental_get_tracing_count() == 1
 
 
-def test_activation_summaries_under_fit_with_probe_inputs(tmp_path):
-    model = small_model()
-    x, _ = data()
-    probe = x[:8]
-    fit(model, [ActivationSummaries(str(tmp_path), sparsity=True,
-                                    probe_inputs=probe)])
-
-    run = read_run(tmp_path)
+def test_activation_summaries_under_fit_with_probe_inputs(fitted):
+    run = read_run(fitted.root / "activations")
     assert kinds(run) == {
         "hidden/activations": "histograms",
         "logits/activations": "histograms",
@@ -128,7 +165,7 @@ def test_activation_summaries_under_fit_with_probe_inputs(tmp_path):
     for _, steps, _ in run.values():
         assert steps == list(range(LAST_STEP + 1))
 
-    hidden = model.layers[0](probe).numpy()
+    hidden = fitted.model.get_layer("hidden")(fitted.x[:8]).numpy()
     _, _, sparsities = run["hidden/sparsity"]
     assert float(sparsities[-1]) == pytest.approx(np.mean(hidden == 0))
     _, _, histograms = run["hidden/activations"]
@@ -137,44 +174,32 @@ def test_activation_summaries_under_fit_with_probe_inputs(tmp_path):
     assert high == pytest.approx(hidden.max(), abs=1e-6)
 
 
-def test_gradient_histograms_under_fit_with_probe_batch(tmp_path):
-    model = small_model()
-    x, y = data()
-    fit(model, [GradientHistograms(str(tmp_path), every_n_steps=4,
-                                   probe_batch=(x[:8], y[:8]))])
-
-    run = read_run(tmp_path)
+def test_gradient_histograms_under_fit_with_probe_batch(fitted):
+    run = read_run(fitted.root / "gradients")
+    model = fitted.model
     assert kinds(run) == {f"{variable.path}/gradients": "histograms"
                           for variable in model.trainable_variables}
     for _, steps, _ in run.values():
-        assert steps == [0, 4, 8]
+        assert steps == [0, 3, 6, 9]
 
-    # Recompute the probe's gradient for the last recording: at step 8 the
-    # model had one more update to go, so compare counts and shapes only,
-    # and check the final-state gradient of a fresh recording instead.
-    _, _, histograms = run["sequential/logits/bias/gradients"]
-    assert histogram_range_and_count(histograms[-1])[2] == 2
-
-    callback = GradientHistograms(str(tmp_path / "again"),
-                                  probe_batch=(x[:8], y[:8]))
-    callback.set_model(model)
-    gradients = callback.probe_gradients()
+    # The last recording (step 9, after the last update) shows the gradient
+    # of the compiled loss on the probe batch for the final weights.
+    x, y = fitted.x[:8], fitted.y[:8]
     with tf.GradientTape() as tape:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
-            y[:8], model(x[:8]))
+            y, model(x))
     expected = tape.gradient(loss, model.trainable_variables)
     for variable, gradient in zip(model.trainable_variables, expected):
-        np.testing.assert_allclose(gradients[variable.path], gradient, atol=1e-6)
+        _, _, histograms = run[f"{variable.path}/gradients"]
+        low, high, count = histogram_range_and_count(histograms[-1])
+        gradient = gradient.numpy()
+        assert count == gradient.size
+        assert (low, high) == pytest.approx((gradient.min(), gradient.max()),
+                                            abs=1e-6)
 
 
-def test_image_summaries_under_fit_with_probe_images(tmp_path):
-    model = small_model()
-    x, _ = data()
-    fit(model, [ImageSummaries(str(tmp_path), "input_reshape/input",
-                               every_n_steps=5, max_outputs=3,
-                               image_shape=(2, 2, 1), probe_images=x[:5])])
-
-    run = read_run(tmp_path)
+def test_image_summaries_under_fit_with_probe_images(fitted):
+    run = read_run(fitted.root / "images")
     assert kinds(run) == {"input_reshape/input": "images"}
     _, steps, images = run["input_reshape/input"]
     assert steps == [0, 5]
@@ -182,28 +207,12 @@ def test_image_summaries_under_fit_with_probe_images(tmp_path):
     assert len(images[0]) == 2 + 3
     assert list(images[0][:2]) == [b"2", b"2"]
     decoded = tf.io.decode_png(images[0][2]).numpy()
-    np.testing.assert_allclose(decoded[..., 0] / 255.0, x[0].reshape(2, 2),
-                               atol=1 / 255)
+    np.testing.assert_allclose(decoded[..., 0] / 255.0,
+                               fitted.x[0].reshape(2, 2), atol=1 / 255)
 
 
-def test_scalar_summaries_under_fit(tmp_path):
-    model = small_model()
-    keep_probability = tf.Variable(0.9)
-    batch_losses = []
-    record_losses = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batch_losses.append(logs["loss"]))
-    fit(model, [
-        ScalarSummaries(str(tmp_path), every_n_steps=2,
-                        from_logs={"cross_entropy": "loss"},
-                        values={"constant": 0.5,
-                                "learning_rate": lambda: model.optimizer.learning_rate,
-                                summaries.DROPOUT_KEEP_PROBABILITY: keep_probability}),
-        ScalarSummaries(str(tmp_path / "same_names"), every_n_steps=4,
-                        from_logs=["loss", "accuracy"]),
-        record_losses,
-    ])
-
-    run = read_run(tmp_path)
+def test_scalar_summaries_under_fit(fitted):
+    run = read_run(fitted.root / "scalars")
     assert kinds(run) == {"cross_entropy": "scalars", "constant": "scalars",
                           "learning_rate": "scalars",
                           "dropout/dropout_keep_probability": "scalars"}
@@ -214,31 +223,23 @@ def test_scalar_summaries_under_fit(tmp_path):
     assert [float(v) for v in run["dropout/dropout_keep_probability"][2]] == (
         pytest.approx([0.9] * 5))
     assert [float(v) for v in run["cross_entropy"][2]] == pytest.approx(
-        batch_losses[0::2], rel=1e-6)
+        fitted.batch_losses[0::2], rel=1e-6)
 
-    same_names = read_run(tmp_path / "same_names")
+    same_names = read_run(fitted.root / "same_names")
     assert kinds(same_names) == {"loss": "scalars", "accuracy": "scalars"}
     assert same_names["loss"][1] == [0, 4, 8]
 
 
-def test_test_mode_under_fit_records_once_per_evaluation(tmp_path):
-    model = small_model()
-    test_batch_logs = []
-    record = keras.callbacks.LambdaCallback(
-        on_test_batch_end=lambda batch, logs: test_batch_logs.append(dict(logs)))
-    fit(model, [ScalarSummaries(str(tmp_path), on="test",
-                                from_logs=["accuracy"]), record],
-        validation=True)
-
-    run = read_run(tmp_path)
+def test_test_mode_under_fit_records_once_per_evaluation(fitted):
+    run = read_run(fitted.root / "test")
     assert kinds(run) == {"accuracy": "scalars"}
     # Three validation batches per pass, one record per pass, at the number
     # of training steps taken (the tutorial's "Accuracy at step N").
     _, steps, values = run["accuracy"]
-    assert len(test_batch_logs) == 2 * 3
+    assert len(fitted.test_batch_logs) == 2 * 3
     assert steps == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
     assert [float(v) for v in values] == pytest.approx(
-        [test_batch_logs[0]["accuracy"], test_batch_logs[3]["accuracy"]])
+        [fitted.test_batch_logs[0]["accuracy"], fitted.test_batch_logs[3]["accuracy"]])
 
 
 # Driven the way tfmech's v2 loop drives them.
@@ -312,7 +313,7 @@ def test_all_callbacks_driven_by_a_callback_list(tmp_path):
     activations = sent[104]["activations"]["layer1/activations"].numpy()
     assert float(run["layer1/sparsity"][2][-1]) == pytest.approx(
         np.mean(activations == 0))
-    assert len(run["input_reshape/input"][2][0]) == 2 + 10
+    assert len(run["input_reshape/input"][2][0]) == 2 + 8  # the whole batch of 8
     gradient = sent[102]["gradients"]["layer1/weights"].numpy()
     low, high, count = histogram_range_and_count(
         run["layer1/weights/gradients"][2][1])
@@ -432,21 +433,17 @@ def test_probe_activations_need_a_model_with_symbolic_layers(tmp_path):
 # Steps that do not record cost nothing.
 
 def test_skipped_steps_write_nothing(tmp_path, monkeypatch):
-    calls = []
+    summary_calls = []
     for name in ("scalar", "histogram", "image", "variable_summaries"):
         original = getattr(summaries, name)
 
         def counted(*args, _name=name, _original=original, **kwargs):
-            calls.append(_name)
+            summary_calls.append(_name)
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(summaries, name, counted)
-    writes = []
-    monkeypatch.setattr(PeriodicSummary, "writer",
-                        property(lambda self: writes.append(self) or self._writer))
 
     writer = tf.summary.create_file_writer(str(tmp_path))
-    rng = np.random.default_rng(0)
     variable = tf.Variable(tf.ones((2, 2)))
     callbacks = keras.callbacks.CallbackList([
         VariableSummaries(writer, every_n_steps=5, variables={"w": variable}),
@@ -455,20 +452,28 @@ def test_skipped_steps_write_nothing(tmp_path, monkeypatch):
         ImageSummaries(writer, "input", every_n_steps=5, image_shape=(28, 28, 1)),
         ScalarSummaries(writer, every_n_steps=5, from_logs=["loss"]),
     ])
+    gathers = []
     for callback in callbacks.callbacks:
-        callback._writer = writer
-    callbacks.on_train_batch_end(0, loop_logs(5, rng))
-    writer.flush()
-    size_after_first = sum(p.stat().st_size for p in tmp_path.iterdir())
-    first_calls = len(calls)
-    assert first_calls > 0 and len(writes) == 5
+        gather = callback.summary_tensors
+        callback.summary_tensors = (
+            lambda logs, _gather=gather: gathers.append(1) or _gather(logs))
 
+    def event_bytes():
+        writer.flush()
+        return sum(path.stat().st_size for path in tmp_path.iterdir())
+
+    rng = np.random.default_rng(0)
+    callbacks.on_train_batch_end(0, loop_logs(5, rng))
+    written = event_bytes()
+    assert len(gathers) == 5 and summary_calls
+
+    summary_calls.clear()
     for step in range(6, 10):
         callbacks.on_train_batch_end(step - 5, loop_logs(step, rng))
-    writer.flush()
-    assert len(calls) == first_calls
-    assert len(writes) == 5
-    assert sum(p.stat().st_size for p in tmp_path.iterdir()) == size_after_first
+    assert len(gathers) == 5
+    assert summary_calls == []
+    assert event_bytes() == written
 
     callbacks.on_train_batch_end(5, loop_logs(10, rng))
-    assert len(calls) == 2 * first_calls
+    assert len(gathers) == 10
+    assert event_bytes() > written

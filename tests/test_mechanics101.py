@@ -167,11 +167,34 @@ def test_rerun_resumes_at_the_exact_step(api, small_mnist_dir, small_runs,
     assert resumed.evaluations == uninterrupted.evaluations
 
 
-def test_api_refuses_the_other_apis_train_dir(small_runs, small_mnist_dir):
-    v1_dir = small_runs["v1"][1]
-    before = sorted(os.listdir(v1_dir))
+@pytest.mark.parametrize("api,other,latest", [("v2", "v1", "model.ckpt-301"),
+                                               ("v1", "v2", "ckpt-301")])
+def test_api_refuses_the_other_apis_train_dir(api, other, latest, small_runs,
+                                              small_mnist_dir):
+    other_dir = small_runs[other][1]
+    before = sorted(os.listdir(other_dir))
     with pytest.raises(checkpoints.CheckpointMismatchError,
-                       match=r"holds checkpoints written by --api=v1 \(latest: "
-                             r"model.ckpt-301\); --api=v2 will not resume"):
-        run("v2", v1_dir, small_mnist_dir)
-    assert sorted(os.listdir(v1_dir)) == before
+                       match=rf"holds checkpoints written by --api={other} "
+                             rf"\(latest: {latest}\); --api={api} will not "
+                             rf"resume from or overwrite them"):
+        run(api, other_dir, small_mnist_dir)
+    assert sorted(os.listdir(other_dir)) == before
+
+
+def test_real_mnist_default_flags_both_apis_agree_and_reach_089(real_mnist_dir,
+                                                                tmp_path):
+    """The acceptance run: default flags, 2000 steps, real MNIST, both APIs."""
+    records = {}
+    for api in DRIVERS:
+        data = mnist.read_data_sets(real_mnist_dir, download=False)
+        records[api] = DRIVERS[api].run_training(HParams(), data,
+                                                 str(tmp_path / api))
+    v1, v2 = records["v1"], records["v2"]
+    assert sorted(v1.losses) == list(range(0, 2000, 100))
+    for step in v1.losses:
+        assert v1.losses[step] == pytest.approx(v2.losses[step], abs=1e-4), step
+    assert v1.evaluations == v2.evaluations
+    assert {k: n for k, (n, _) in v1.evaluations.items()} == {
+        "train": 55000, "validation": 5000, "test": 10000}
+    test_examples, test_correct = v1.evaluations["test"]
+    assert test_correct / test_examples >= 0.89

@@ -49,20 +49,23 @@ def hparams_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
-    # TensorFlow is imported only now, after the flags were validated, so a
-    # usage error costs no TensorFlow start-up. Only the chosen driver loads.
+    hparams = hparams_from_flags()
+    try:
+        data_sets = mnist.read_data_sets(
+            FLAGS.data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
+            source=FLAGS.data_source)
+    except (mnist.MnistFormatError, DownloadError) as error:
+        sys.exit("fully_connected_feed: error: %s" % error)
+    # TensorFlow loads only now, once flags and data are known to be good,
+    # and only the chosen driver's half of it.
     from tfmech.checkpoints import CheckpointMismatchError
     if FLAGS.api == "v1":
         from tfmech.mechanics101 import train_v1 as driver
     else:
         from tfmech.mechanics101 import train_v2 as driver
     try:
-        data_sets = mnist.read_data_sets(
-            FLAGS.data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
-            source=FLAGS.data_source)
-        driver.run_training(hparams_from_flags(), data_sets, FLAGS.train_dir)
-    except (mnist.MnistFormatError, DownloadError,
-            CheckpointMismatchError) as error:
+        driver.run_training(hparams, data_sets, FLAGS.train_dir)
+    except CheckpointMismatchError as error:
         sys.exit("fully_connected_feed: error: %s" % error)
 
 

@@ -64,11 +64,14 @@ class ActivationSummaries(PeriodicSummary):
         self._probe_model_of = None
         self._probe_tags = None
 
-    def write_summaries(self, step, logs):
+    def summary_tensors(self, logs):
         activations = logs.get("activations")
         if activations is None:
             activations = self.probe_activations()
-        for tag, value in activations.items():
+        return activations
+
+    def write_tensors(self, step, tensors):
+        for tag, value in tensors.items():
             summaries.histogram(tag, value, step)
             if self.sparsity:
                 summaries.scalar(summaries.sparsity_tag(tag),

@@ -16,10 +16,14 @@ part that does not depend on *what* is summarized:
 * ``TensorGroup``, the wrapper that carries a dict of tensors through a
   ``CallbackList`` unchanged.
 
-The recording itself runs eagerly. A tf.function would have to retrace
-whenever the tensors in ``logs`` change shape (the last, short batch of an
-epoch) or a different set of tags arrives, and a recording step runs rarely
-next to the training steps it samples, so tracing would not pay for itself.
+Recording is split in two. ``summary_tensors`` gathers, in Python, the
+tensors to summarize (from ``logs``, the model, or a probe batch);
+``write_tensors`` turns them into summaries and runs inside one tf.function
+per callback. A histogram alone is dozens of small ops (bucket edges,
+counts), and run eagerly those cost a dispatch each, more than the training
+step they describe; traced, the whole recording is a single call. The
+function is traced again only when the set of tags changes or, once, when a
+shape first differs (``reduce_retracing``), e.g. an epoch's short last batch.
 """
 
 import collections.abc
@@ -109,8 +113,10 @@ def check_mode(on):
 class PeriodicSummary(keras.callbacks.Callback):
     """Base class: writes summaries on every ``every_n_steps``-th step.
 
-    Subclasses implement ``write_summaries(step, logs)``, which runs inside
-    ``writer.as_default()`` and only on the steps that record.
+    Subclasses implement ``summary_tensors(logs)`` -> {name: tensor}, which
+    runs eagerly on the steps that record, and ``write_tensors(step,
+    tensors)``, which writes their summaries with ``tfmech.summaries`` and
+    runs traced, in a tf.function, under ``writer.as_default()``.
 
     The step of a batch, first match wins:
 
@@ -154,6 +160,8 @@ class PeriodicSummary(keras.callbacks.Callback):
         self._epoch_first_step = None
         self._test_step = None
         self._last_recorded_step = None
+        self._traced_write = tf.function(
+            self.write_tensors, reduce_retracing=True, autograph=False)
 
     @property
     def writer(self):
@@ -165,8 +173,12 @@ class PeriodicSummary(keras.callbacks.Callback):
                 self._writer = self._writer_or_logdir
         return self._writer
 
-    def write_summaries(self, step, logs):
-        """Writes this callback's summaries for ``step``; see subclasses."""
+    def summary_tensors(self, logs):
+        """{name: tensor or value} to summarize at a recording step."""
+        raise NotImplementedError
+
+    def write_tensors(self, step, tensors):
+        """Writes the summaries of ``summary_tensors``'s result (traced)."""
         raise NotImplementedError
 
     # Keras hooks.
@@ -205,8 +217,17 @@ class PeriodicSummary(keras.callbacks.Callback):
         if step % self.every_n_steps or step == self._last_recorded_step:
             return
         self._last_recorded_step = step
+        self.record(step, logs)
+
+    def record(self, step, logs):
+        """Writes this callback's summaries for ``step`` now, unconditionally."""
+        tensors = {name: tf.convert_to_tensor(value)
+                   for name, value in self.summary_tensors(logs).items()}
+        if not tensors:
+            return
         with self.writer.as_default():
-            self.write_summaries(step, logs)
+            # A tensor step, so a new step value does not retrace.
+            self._traced_write(tf.constant(step, tf.int64), tensors)
 
     def _step_of(self, batch, logs):
         """The summary step of this batch (see the class docstring)."""

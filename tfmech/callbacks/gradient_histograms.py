@@ -54,13 +54,16 @@ class GradientHistograms(PeriodicSummary):
                 f"(x, y, sample_weight), got {len(probe_batch)} items")
         self._probe_batch = probe_batch
 
-    def write_summaries(self, step, logs):
+    def summary_tensors(self, logs):
         gradients = logs.get("gradients")
         if gradients is None:
             gradients = self.probe_gradients()
-        for path, gradient in gradients.items():
-            if gradient is not None:
-                summaries.histogram(f"{path}/gradients", gradient, step)
+        return {f"{path}/gradients": gradient
+                for path, gradient in gradients.items() if gradient is not None}
+
+    def write_tensors(self, step, tensors):
+        for tag, gradient in tensors.items():
+            summaries.histogram(tag, gradient, step)
 
     def probe_gradients(self):
         """{variable path: gradient} of the model's loss on the probe batch."""

@@ -42,7 +42,7 @@ class ImageSummaries(PeriodicSummary):
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self._probe_images = probe_images
 
-    def write_summaries(self, step, logs):
+    def summary_tensors(self, logs):
         images = logs.get("images")
         if images is None:
             images = self._probe_images
@@ -51,7 +51,10 @@ class ImageSummaries(PeriodicSummary):
                 "ImageSummaries needs images: logs['images'] (an [N, H, W, C] "
                 "batch from the training loop) or probe_images=... (under "
                 "Model.fit, whose logs carry no inputs)")
-        images = images[:self.max_outputs]
-        if self.image_shape is not None:
-            images = tf.reshape(images, (-1,) + self.image_shape)
-        summaries.image(self.tag, images, step, self.max_outputs)
+        return {self.tag: images[:self.max_outputs]}
+
+    def write_tensors(self, step, tensors):
+        for tag, images in tensors.items():
+            if self.image_shape is not None:
+                images = tf.reshape(images, (-1,) + self.image_shape)
+            summaries.image(tag, images, step, self.max_outputs)

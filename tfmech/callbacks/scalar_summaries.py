@@ -57,7 +57,7 @@ class ScalarSummaries(PeriodicSummary):
             raise ValueError(f"ScalarSummaries: tags {both} are given in both "
                              f"from_logs and values")
 
-    def write_summaries(self, step, logs):
+    def summary_tensors(self, logs):
         scalars = {}
         for tag, key in self.tags_to_keys.items():
             if key not in logs:
@@ -67,5 +67,8 @@ class ScalarSummaries(PeriodicSummary):
             scalars[tag] = logs[key]
         for tag, value in self.values.items():
             scalars[tag] = _current(value)
-        for tag, value in scalars.items():
+        return scalars
+
+    def write_tensors(self, step, tensors):
+        for tag, value in tensors.items():
             summaries.scalar(tag, value, step)

@@ -49,6 +49,9 @@ class VariableSummaries(PeriodicSummary):
         model = self.require_model("variables=None (summarize the model's variables)")
         return _by_path(model.trainable_variables)
 
-    def write_summaries(self, step, logs):
-        for path, variable in self.named_variables().items():
-            summaries.variable_summaries(path, variable, step)
+    def summary_tensors(self, logs):
+        return self.named_variables()
+
+    def write_tensors(self, step, tensors):
+        for path, value in tensors.items():
+            summaries.variable_summaries(path, value, step)

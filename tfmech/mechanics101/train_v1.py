@@ -62,13 +62,12 @@ def fill_feed_dict(data_set, graph, batch_size):
     return {graph.images: images, graph.labels: labels}
 
 
-def restore_or_initialize(sess, graph, saver, train_dir):
-    """Continues from the newest ``model.ckpt-N`` in ``train_dir`` if any.
+def restore_or_initialize(sess, graph, saver, latest):
+    """Continues from checkpoint ``latest`` if there is one, else initializes.
 
     Returns:
       The global step training continues from (0 for a fresh start).
     """
-    latest = checkpoints.latest_checkpoint(train_dir, api="v1")
     if latest is None:
         sess.run(graph.init)
         return 0
@@ -86,13 +85,15 @@ def run_training(hparams, data_sets, train_dir):
     """
     record = progress.RunRecord()
     os.makedirs(train_dir, exist_ok=True)
+    # Refuse another API's train_dir before this run writes anything there.
+    latest = checkpoints.latest_checkpoint(train_dir, api="v1")
     with tf.Graph().as_default():
         graph = Graph(hparams)
         saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
                                          max_to_keep=5)
         with tf.compat.v1.Session() as sess:
             summary_writer = tf.compat.v1.summary.FileWriter(train_dir, sess.graph)
-            start_step = restore_or_initialize(sess, graph, saver, train_dir)
+            start_step = restore_or_initialize(sess, graph, saver, latest)
             record.start_step = start_step
             evaluation.skip_batches(data_sets.train, hparams.batch_size, start_step)
             checkpoint_path = os.path.join(train_dir, checkpoints.V1_PREFIX)

@@ -84,10 +84,13 @@ def run_training(hparams, data_sets, train_dir):
     record = progress.RunRecord()
     os.makedirs(train_dir, exist_ok=True)
     net = Model(hparams)
+    # The manager first: it refuses another API's train_dir before this run
+    # writes anything there.
+    manager = v2_loop.checkpoint_manager(net.checkpoint, train_dir,
+                                         net.global_step)
     writer = tf.summary.create_file_writer(train_dir)
     loop = v2_loop.TrainLoop(
-        net.train_step, net.global_step,
-        v2_loop.checkpoint_manager(net.checkpoint, train_dir, net.global_step),
+        net.train_step, net.global_step, manager,
         callbacks=[StepLogger(record),
                    ScalarSummaries(writer, every_n_steps=hparams.log_every,
                                    from_logs={summaries.LOSS: "loss"})],
