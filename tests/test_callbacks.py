@@ -6,6 +6,7 @@ the tags, the dashboard each lands in, the steps, and some of the values.
 """
 
 import os
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,8 +19,7 @@ from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 from tfmech import summaries  # noqa: E402
 from tfmech.callbacks import (ActivationSummaries, GradientHistograms,  # noqa: E402
                               ImageSummaries, MissingLogKeyError,
-                              PeriodicSummary, ScalarSummaries, TensorGroup,
-                              VariableSummaries)
+                              ScalarSummaries, TensorGroup, VariableSummaries)
 
 NUM_EXAMPLES = 40
 BATCH_SIZE = 8
@@ -93,7 +93,8 @@ def fitted(tmp_path_factory):
     run.callbacks = {
         "variables": VariableSummaries(str(run.root / "variables"), every_n_steps=3),
         "activations": ActivationSummaries(
-            str(run.root / "activations"), sparsity=True, probe_inputs=run.x[:8]),
+            str(run.root / "activations"), every_n_steps=3, sparsity=True,
+            probe_inputs=run.x[:8]),
         "gradients": GradientHistograms(
             str(run.root / "gradients"), every_n_steps=3,
             probe_batch=(run.x[:8], run.y[:8])),
@@ -151,7 +152,8 @@ def test_variable_summaries_under_fit(fitted):
     assert count == kernel.size
     assert (low, high) == pytest.approx((kernel.min(), kernel.max()), abs=1e-6)
     # Four recordings, one trace: the writing runs as a single graph call.
-    assert fitted.callbacks["variables"]._traced_write.experimental_get_tracing_count() == 1
+    traced_write = fitted.callbacks["variables"]._traced_write
+    assert traced_write.experimental_get_tracing_count() == 1
 
 
 def test_activation_summaries_under_fit_with_probe_inputs(fitted):
@@ -163,7 +165,7 @@ def test_activation_summaries_under_fit_with_probe_inputs(fitted):
         "logits/sparsity": "scalars",
     }
     for _, steps, _ in run.values():
-        assert steps == list(range(LAST_STEP + 1))
+        assert steps == [0, 3, 6, LAST_STEP]
 
     hidden = fitted.model.get_layer("hidden")(fitted.x[:8]).numpy()
     _, _, sparsities = run["hidden/sparsity"]
@@ -240,6 +242,28 @@ def test_test_mode_under_fit_records_once_per_evaluation(fitted):
     assert steps == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
     assert [float(v) for v in values] == pytest.approx(
         [fitted.test_batch_logs[0]["accuracy"], fitted.test_batch_logs[3]["accuracy"]])
+
+
+def test_steps_per_execution_still_records_every_n_steps(tmp_path):
+    """fit(steps_per_execution=2) calls back after steps 1, 3, 4 | 6, 8, 9.
+
+    Driven by hand with a stand-in for a compiled model, to keep the test
+    fast; the calls are the ones fit makes (its batch index is the last
+    step of each execution, and overshoots on an epoch's short last one).
+    """
+    optimizer = types.SimpleNamespace(iterations=0)
+    callback = ScalarSummaries(str(tmp_path), every_n_steps=4, from_logs=["loss"])
+    callback.set_model(types.SimpleNamespace(optimizer=optimizer))
+    callback.set_params({"epochs": 2, "steps": 5})
+    callback.on_train_begin()
+    for epoch in range(2):
+        callback.on_epoch_begin(epoch)
+        for batch in (1, 3, 5):
+            optimizer.iterations = epoch * 5 + min(batch, 4) + 1
+            callback.on_train_batch_end(batch, {"loss": float(batch)})
+    callback.on_train_end()
+    # Step 0 was inside the first execution, so it shows at step 1.
+    assert read_run(tmp_path)["loss"][1] == [1, 4, 8]
 
 
 # Driven the way tfmech's v2 loop drives them.

@@ -11,6 +11,11 @@ installed by ``writer.as_default()`` while the ops are built).
 """
 
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+
+HISTOGRAM_BUCKETS = 30  # TensorBoard's default
+_HISTOGRAM_METADATA = histogram_metadata.create_summary_metadata(
+    display_name=None, description=None)
 
 # Mechanics 101.
 LOSS = "loss"
@@ -43,10 +48,49 @@ def scalar(tag, value, step):
         return tf.summary.scalar(tag, value, step=step)
 
 
-def histogram(tag, values, step):
-    """Writes a histogram of ``values`` under exactly ``tag``."""
+def histogram(tag, values, step, bucket_count=HISTOGRAM_BUCKETS):
+    """Writes a histogram of ``values`` under exactly ``tag``.
+
+    The buckets are TensorBoard's (``bucket_count`` equal-width buckets from
+    min to max, the last closed; all-equal data in the last bucket), but
+    counted with ``bincount`` in O(n): ``tf.summary.histogram`` builds an
+    [n, buckets] one-hot matrix, which for the 5M activations of a test-set
+    pass costs over a second and 1.2 GB per histogram.
+    """
     with tf.name_scope(""):
-        return tf.summary.histogram(tag, values, step=step)
+        return tf.summary.write(
+            tag=tag, tensor=lambda: _histogram_buckets(values, bucket_count),
+            step=step, metadata=_HISTOGRAM_METADATA)
+
+
+def _histogram_buckets(values, bucket_count):
+    """[bucket_count, 3] float64 rows of (left edge, right edge, count)."""
+    data = tf.cast(tf.reshape(tf.stop_gradient(values), [-1]), tf.float64)
+    size = tf.size(data)
+
+    def nonempty():
+        low, high = tf.reduce_min(data), tf.reduce_max(data)
+
+        def spread():
+            width = (high - low) / bucket_count
+            index = tf.minimum(tf.cast(tf.floor((data - low) / width), tf.int32),
+                               bucket_count - 1)
+            counts = tf.math.bincount(index, minlength=bucket_count,
+                                      maxlength=bucket_count, dtype=tf.float64)
+            edges = tf.concat([tf.linspace(low, high, bucket_count + 1)[:-1],
+                               [high]], 0)
+            return tf.stack([edges[:-1], edges[1:], counts], axis=1)
+
+        def single_value():
+            edges = tf.fill([bucket_count], high)
+            counts = tf.concat([tf.zeros([bucket_count - 1], tf.float64),
+                                [tf.cast(size, tf.float64)]], 0)
+            return tf.stack([edges, edges, counts], axis=1)
+
+        return tf.cond(tf.equal(high, low), single_value, spread)
+
+    return tf.cond(tf.equal(size, 0),
+                   lambda: tf.zeros([bucket_count, 3], tf.float64), nonempty)
 
 
 def image(tag, images, step, max_outputs):

@@ -102,7 +102,8 @@ class ActivationSummaries(PeriodicSummary):
             raise ValueError(
                 f"ActivationSummaries: probe_inputs needs a functional or "
                 f"Sequential Keras model whose layers have symbolic outputs; "
-                f"{type(model).__name__} {model.name!r} has none ({error}). "
+                f"{type(model).__name__} {getattr(model, 'name', '')!r} has "
+                f"none ({error}). "
                 f"Pass logs['activations'] from the training loop instead."
             ) from error
         self._probe_tags = [tag for tag, _ in pairs]

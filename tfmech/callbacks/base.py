@@ -133,7 +133,9 @@ class PeriodicSummary(keras.callbacks.Callback):
     4. Otherwise a counter of the batches this callback has seen in its
        mode, from 0.
 
-    Each step is recorded at most once: an evaluation pass under
+    A step records when it is a multiple of ``every_n_steps`` (see ``_due``
+    for ``fit(steps_per_execution=k)``, where callbacks miss steps). Each
+    step is recorded at most once: an evaluation pass under
     ``evaluate`` has many batches but one step, and writing it again per
     batch would only stack duplicate points on one x position.
 
@@ -160,6 +162,7 @@ class PeriodicSummary(keras.callbacks.Callback):
         self._epoch_first_step = None
         self._test_step = None
         self._last_recorded_step = None
+        self._previous_step = None
         self._traced_write = tf.function(
             self.write_tensors, reduce_retracing=True, autograph=False)
 
@@ -186,6 +189,8 @@ class PeriodicSummary(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.on == "train":
             self._epoch_first_step = self._optimizer_iterations()
+            if self._epoch_first_step is not None:
+                self._previous_step = self._epoch_first_step - 1
 
     def on_train_batch_end(self, batch, logs=None):
         if self.on == "train":
@@ -214,10 +219,24 @@ class PeriodicSummary(keras.callbacks.Callback):
         logs = logs or {}
         step = self._step_of(batch, logs)
         self._batches_seen += 1
-        if step % self.every_n_steps or step == self._last_recorded_step:
+        if not self._due(step) or step == self._last_recorded_step:
             return
         self._last_recorded_step = step
         self.record(step, logs)
+
+    def _due(self, step):
+        """Whether a multiple of ``every_n_steps`` was reached at ``step``.
+
+        For consecutive steps that is ``step % every_n_steps == 0``. Under
+        ``fit(steps_per_execution=k)`` a callback sees only every k-th step
+        (1, 3, 5... for k=2, where ``step % 4`` is never 0), so a multiple
+        passed since the previous batch counts too, and is recorded at the
+        first step the callback sees after it.
+        """
+        previous, self._previous_step = self._previous_step, step
+        if previous is None or step <= previous:
+            return step % self.every_n_steps == 0
+        return step // self.every_n_steps > previous // self.every_n_steps
 
     def record(self, step, logs):
         """Writes this callback's summaries for ``step`` now, unconditionally."""
@@ -235,7 +254,11 @@ class PeriodicSummary(keras.callbacks.Callback):
         if global_step is not None:
             return int(global_step)
         if self.on == "train" and self._epoch_first_step is not None:
-            return self._epoch_first_step + batch
+            # With steps_per_execution, fit reports an epoch's last, short
+            # execution as a full one; its real last step is steps - 1.
+            steps = (self.params or {}).get("steps")
+            return self._epoch_first_step + (batch if not steps else
+                                             min(batch, steps - 1))
         if self.on == "test" and self._test_step is not None:
             return self._test_step
         if self.on == "train":

@@ -1,0 +1,107 @@
+"""MNIST with summaries in the TF1 style: one graph, fed by a Session.
+
+The loop is the original's: every 10th iteration runs the test summaries
+and accuracy on the whole test set (keep probability 1.0) and writes them to
+``test/``; the other iterations run a training step together with the train
+summaries; on i % 100 == 99 that run records a full trace (RunOptions
+FULL_TRACE) that ``add_run_metadata`` stores as ``stepNNN``.
+
+The summary ops are TF2 ``tf.summary`` ops built into this graph through
+the same callbacks the v2 driver uses (see step_summaries.py): v1's own
+``tf.compat.v1.summary`` ops would rename tags (``mean_1``) and write images
+as ten tags. They are built once per writer, run by the Session like any op,
+and the ``FileWriter`` on ``sess.graph`` adds the graph and the traces.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tfmech import progress
+from tfmech import variables
+from tfmech.mnist_summaries import model
+from tfmech.mnist_summaries.step_summaries import step_summaries
+
+RUNS = ("train", "test")
+
+
+class Graph:
+    """Placeholders, the step's tensors, the Adam op and per-run summary ops."""
+
+    def __init__(self, hparams, summaries_dir):
+        self.images = tf.compat.v1.placeholder(
+            tf.float32, [None, model.IMAGE_PIXELS], name="x-input")
+        self.labels = tf.compat.v1.placeholder(tf.int32, [None], name="y-input")
+        self.keep_prob = tf.compat.v1.placeholder(tf.float32, [],
+                                                  name="keep_prob")
+        self.step = tf.compat.v1.placeholder(tf.int64, [], name="step")
+        self.params = variables.create_variables(model.variable_specs(),
+                                                 hparams.seed)
+        logs = model.forward(self.images, self.labels, self.params,
+                             self.keep_prob, hparams.seed, self.step)
+        self.accuracy = logs["accuracy"]
+        self.train_op = model.training(logs["cross_entropy"],
+                                       hparams.learning_rate)
+        self.writers = {}
+        self.summary_ops = {}
+        for run in RUNS:
+            writer = tf.summary.create_file_writer(os.path.join(summaries_dir, run))
+            self.writers[run] = writer
+            self.summary_ops[run] = build_summary_ops(
+                writer, step_summaries(writer, self.params, on=run,
+                                       images_per_summary=hparams.images_per_summary),
+                self.step, logs)
+        self.init = [tf.compat.v1.global_variables_initializer()] + [
+            writer.init() for writer in self.writers.values()]
+        self.flush = [writer.flush() for writer in self.writers.values()]
+
+    def feed(self, images, labels, keep_prob, step):
+        return {self.images: images, self.labels: labels,
+                self.keep_prob: keep_prob, self.step: step}
+
+
+def build_summary_ops(writer, callbacks, step, logs):
+    """The summary ops the callbacks would write, built into this graph."""
+    before = set(tf.compat.v1.summary.all_v2_summary_ops())
+    with writer.as_default():
+        for callback in callbacks:
+            callback.write_tensors(step, callback.summary_tensors(logs))
+    return [op for op in tf.compat.v1.summary.all_v2_summary_ops()
+            if op not in before]
+
+
+def run_training(hparams, data_sets, summaries_dir):
+    """Runs the tutorial's loop; returns a RunRecord of test accuracies."""
+    record = progress.RunRecord()
+    with tf.Graph().as_default():
+        graph = Graph(hparams, summaries_dir)
+        with tf.compat.v1.Session() as sess:
+            train_writer = tf.compat.v1.summary.FileWriter(
+                os.path.join(summaries_dir, "train"), sess.graph)
+            sess.run(graph.init)
+            test_feed = lambda i: graph.feed(  # noqa: E731
+                data_sets.test.images, data_sets.test.labels, 1.0, i)
+
+            for i in range(hparams.max_steps):
+                if i % hparams.test_every == 0:
+                    _, accuracy = sess.run(
+                        [graph.summary_ops["test"], graph.accuracy], test_feed(i))
+                    record.accuracies[i] = float(accuracy)
+                    progress.say(progress.accuracy_line(i, accuracy))
+                    continue
+                images, labels = data_sets.train.next_batch(hparams.batch_size)
+                feed = graph.feed(images, labels, hparams.dropout, i)
+                fetches = [graph.summary_ops["train"], graph.train_op]
+                if i % hparams.trace_every == hparams.trace_every - 1:
+                    run_options = tf.compat.v1.RunOptions(
+                        trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+                    run_metadata = tf.compat.v1.RunMetadata()
+                    sess.run(fetches, feed, options=run_options,
+                             run_metadata=run_metadata)
+                    train_writer.add_run_metadata(run_metadata, "step%03d" % i, i)
+                else:
+                    sess.run(fetches, feed)
+            sess.run(graph.flush)
+            train_writer.close()
+    record.final_step = hparams.max_steps
+    return record
