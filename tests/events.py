@@ -59,10 +59,12 @@ def steps(run_dir, tag):
 
 def has_graph(run_dir):
     """Whether a run holds a graph for TensorBoard's Graphs tab."""
-    return any(event.HasField("graph_def") for event in all_events(run_dir))
+    return any(event.HasField("graph_def") for event in all_events(run_dir)) or (
+        ("__run_graph__", "graphs") in tag_kinds(run_dir))
 
 
 def run_metadata_tags(run_dir):
-    """Tags of full-trace run metadata (v1 add_run_metadata)."""
-    return {event.tagged_run_metadata.tag for event in all_events(run_dir)
-            if event.HasField("tagged_run_metadata")}
+    """Tags of v1 full-trace run metadata (``add_run_metadata``), which the
+    loader migrates to summaries of kind ``graph_tagged_run_metadata``."""
+    return {tag for tag, kind in tag_kinds(run_dir)
+            if kind == "graph_tagged_run_metadata"}
