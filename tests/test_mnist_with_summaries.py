@@ -1,7 +1,6 @@
 """MNIST with summaries: both APIs write the same tags, steps and accuracies,
 and a real TensorBoard server shows them."""
 
-import dataclasses
 import json
 import os
 import socket

@@ -7,6 +7,10 @@ command line, so a bad value stops the program with a usage error before
 any data is read or any file is written.
 """
 
+import importlib
+import sys
+
+from absl import app
 from absl import flags
 
 from tfmech.data import default_data_dir
@@ -52,3 +56,39 @@ def define_positive_float(name, default, help_text):
     flags.register_validator(
         name, lambda value: value is not None and value > 0,
         message=f"--{name} must be a positive number")
+
+
+def reject_positional_arguments(argv):
+    """Binaries take flags only; a stray word is a usage error."""
+    if len(argv) > 1:
+        raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+
+
+def exit_with_error(program, error):
+    """Ends the program with one clear line naming what is wrong."""
+    sys.exit("%s: error: %s" % (program, error))
+
+
+def read_mnist_or_exit(program):
+    """MNIST as the input flags ask; a bad file or download ends the program.
+
+    Runs before TensorFlow is imported, so bad data is reported at once.
+    """
+    from tfmech.data import mnist
+    from tfmech.data.download import DownloadError
+    try:
+        return mnist.read_data_sets(
+            flags.FLAGS.data_dir, fake_data=flags.FLAGS.fake_data,
+            seed=flags.FLAGS.seed, source=flags.FLAGS.data_source)
+    except (mnist.MnistFormatError, DownloadError) as error:
+        exit_with_error(program, error)
+
+
+def driver_module(pipeline):
+    """``tfmech.<pipeline>.train_v1`` or ``train_v2``, as ``--api`` says.
+
+    Only the chosen driver is imported: its TensorFlow start-up happens after
+    flags and data were checked.
+    """
+    return importlib.import_module(
+        "tfmech.%s.train_%s" % (pipeline, flags.FLAGS.api))

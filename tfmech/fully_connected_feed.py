@@ -5,17 +5,14 @@
 Flags keep the names and defaults of the original fully_connected_feed.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 
 from tfmech import flags as tfmech_flags
-from tfmech.data import mnist
-from tfmech.data.download import DownloadError
 from tfmech.mechanics101.hparams import HParams
 
 FLAGS = flags.FLAGS
+PROGRAM = "fully_connected_feed"
 VALIDATION_SIZE = 5000
 
 tfmech_flags.define_api_and_seed()
@@ -47,26 +44,15 @@ def hparams_from_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+    tfmech_flags.reject_positional_arguments(argv)
     hparams = hparams_from_flags()
-    try:
-        data_sets = mnist.read_data_sets(
-            FLAGS.data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
-            source=FLAGS.data_source)
-    except (mnist.MnistFormatError, DownloadError) as error:
-        sys.exit("fully_connected_feed: error: %s" % error)
-    # TensorFlow loads only now, once flags and data are known to be good,
-    # and only the chosen driver's half of it.
+    data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
+    driver = tfmech_flags.driver_module("mechanics101")
     from tfmech.checkpoints import CheckpointMismatchError
-    if FLAGS.api == "v1":
-        from tfmech.mechanics101 import train_v1 as driver
-    else:
-        from tfmech.mechanics101 import train_v2 as driver
     try:
         driver.run_training(hparams, data_sets, FLAGS.train_dir)
     except CheckpointMismatchError as error:
-        sys.exit("fully_connected_feed: error: %s" % error)
+        tfmech_flags.exit_with_error(PROGRAM, error)
 
 
 if __name__ == "__main__":

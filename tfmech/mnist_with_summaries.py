@@ -9,17 +9,15 @@ refuses a directory that already holds event files.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from tfmech import flags as tfmech_flags
-from tfmech.data import mnist
-from tfmech.data.download import DownloadError
 from tfmech.mnist_summaries.hparams import HParams
 
 FLAGS = flags.FLAGS
+PROGRAM = "mnist_with_summaries"
 
 tfmech_flags.define_api_and_seed()
 tfmech_flags.define_mnist_input()
@@ -52,25 +50,17 @@ def earlier_event_files(summaries_dir):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+    tfmech_flags.reject_positional_arguments(argv)
     earlier = earlier_event_files(FLAGS.summaries_dir)
     if earlier:
-        sys.exit("mnist_with_summaries: error: --summaries_dir %s already holds "
-                 "event files of an earlier run (%s); TensorBoard would mix the "
-                 "two runs. Pass a new --summaries_dir (tfmech never deletes "
-                 "your files)." % (FLAGS.summaries_dir, earlier[0]))
+        tfmech_flags.exit_with_error(PROGRAM, (
+            "--summaries_dir %s already holds event files of an earlier run "
+            "(%s); TensorBoard would mix the two runs. Pass a new "
+            "--summaries_dir (tfmech never deletes your files)."
+            % (FLAGS.summaries_dir, earlier[0])))
     hparams = hparams_from_flags()
-    try:
-        data_sets = mnist.read_data_sets(
-            FLAGS.data_dir, fake_data=FLAGS.fake_data, seed=FLAGS.seed,
-            source=FLAGS.data_source)
-    except (mnist.MnistFormatError, DownloadError) as error:
-        sys.exit("mnist_with_summaries: error: %s" % error)
-    if FLAGS.api == "v1":
-        from tfmech.mnist_summaries import train_v1 as driver
-    else:
-        from tfmech.mnist_summaries import train_v2 as driver
+    data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
+    driver = tfmech_flags.driver_module("mnist_summaries")
     driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
 
 

@@ -11,7 +11,6 @@ metadata.
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmech import progress
