@@ -30,8 +30,8 @@ class Model:
         self.hparams = hparams
         self.params = variables.create_variables(model.variable_specs(),
                                                  hparams.seed)
+        # Its slots are created when the step is first traced.
         self.optimizer = model.optimizer(hparams.learning_rate)
-        self.optimizer.build(list(self.params.values()))
         signature = [tf.TensorSpec([None, model.IMAGE_PIXELS], tf.float32),
                      tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([], tf.int64)]
