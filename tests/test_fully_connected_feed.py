@@ -24,8 +24,10 @@ def run_binary(*args, env=None):
                           "validation examples"),
     ("--max_steps=-5", "flag --max_steps=-5: -5 is not a positive integer"),
     ("--hidden1=0", "flag --hidden1=0: 0 is not a positive integer"),
-    ("--learning_rate=0", "--learning_rate must be a positive number"),
-    ("--learning_rate=-0.1", "--learning_rate must be a positive number"),
+    ("--learning_rate=0", "--learning_rate must be a positive, finite number"),
+    ("--learning_rate=-0.1", "--learning_rate must be a positive, finite number"),
+    ("--learning_rate=inf", "--learning_rate must be a positive, finite number"),
+    ("--train_dir=", "--train_dir must name a directory"),
     ("--api=v3", "value should be one of <v1|v2>"),
     ("--data_source=web", "value should be one of <files|tfds>"),
     ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
@@ -34,7 +36,7 @@ def run_binary(*args, env=None):
 def test_bad_flags_stop_with_a_usage_error_before_any_work(flag, message,
                                                            tmp_path):
     train_dir = tmp_path / "train"
-    result = run_binary(flag, f"--train_dir={train_dir}", "--fake_data")
+    result = run_binary(f"--train_dir={train_dir}", "--fake_data", flag)
     assert result.returncode != 0
     assert message in result.stderr
     assert not train_dir.exists()

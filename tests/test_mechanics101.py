@@ -6,6 +6,7 @@ small data; the binary itself is exercised in test_fully_connected_feed.py.
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -198,3 +199,18 @@ def test_real_mnist_default_flags_both_apis_agree_and_reach_089(real_mnist_dir,
         "train": 55000, "validation": 5000, "test": 10000}
     test_examples, test_correct = v1.evaluations["test"]
     assert test_correct / test_examples >= 0.89
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_moved_train_dir_still_resumes(api, small_runs, small_mnist_dir,
+                                       tmp_path, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(small_runs[api][1], moved)
+    capsys.readouterr()
+    record = run(api, moved, small_mnist_dir)
+    out = capsys.readouterr().out
+    prefix = "model.ckpt" if api == "v1" else "ckpt"
+    assert f"Resuming from {moved / prefix}-301 at step 301" in out
+    assert "Nothing to train: already at step 301 (max_steps=301)" in out
+    assert record.start_step == record.final_step == 301
+    assert record.evaluations == small_runs[api][0].evaluations

@@ -215,7 +215,7 @@ def run_binary(*args):
 @pytest.mark.parametrize("flag,message", [
     ("--dropout=0", "--dropout is a keep probability and must be in (0, 1]"),
     ("--dropout=1.5", "--dropout is a keep probability and must be in (0, 1]"),
-    ("--learning_rate=0", "--learning_rate must be a positive number"),
+    ("--learning_rate=0", "--learning_rate must be a positive, finite number"),
     ("--max_steps=0", "flag --max_steps=0: 0 is not a positive integer"),
     ("--log_dir_typo=1", "Unknown command line flag 'log_dir_typo'"),
 ])

@@ -8,6 +8,7 @@ any data is read or any file is written.
 """
 
 import importlib
+import math
 import sys
 
 from absl import app
@@ -54,8 +55,26 @@ def define_positive_float(name, default, help_text):
     """A float flag that must be > 0 (checked at parse time)."""
     flags.DEFINE_float(name, default, help_text)
     flags.register_validator(
-        name, lambda value: value is not None and value > 0,
-        message=f"--{name} must be a positive number")
+        name, lambda value: value is not None and math.isfinite(value)
+        and value > 0, message=f"--{name} must be a positive, finite number")
+
+
+def define_output_dir(name, default, help_text):
+    """A directory flag that must not be empty (it would mean the cwd)."""
+    flags.DEFINE_string(name, default, help_text)
+    flags.register_validator(
+        name, lambda value: bool(value and value.strip()),
+        message=f"--{name} must name a directory")
+
+
+def warn_about_absl_log_dir(program, output_flag):
+    """The r1 tutorials called their output directory --log_dir; here absl
+    owns that name (its log files), so say where summaries really go."""
+    if flags.FLAGS["log_dir"].present:
+        print("%s: note: --log_dir is absl's directory for log files; "
+              "summaries and checkpoints go to --%s (%s)"
+              % (program, output_flag, flags.FLAGS[output_flag].value),
+              file=sys.stderr)
 
 
 def reject_positional_arguments(argv):

@@ -28,7 +28,7 @@ flags.register_validator(
     "batch_size", lambda value: value is None or value <= VALIDATION_SIZE,
     message=f"--batch_size must be at most {VALIDATION_SIZE}, the number of "
     "validation examples")
-flags.DEFINE_string("train_dir", "/tmp/tensorflow/mnist/logs/fully_connected_feed",
+tfmech_flags.define_output_dir("train_dir", "/tmp/tensorflow/mnist/logs/fully_connected_feed",
                     "Directory for event files and checkpoints; a run on a "
                     "directory with checkpoints resumes from the newest.")
 
@@ -45,6 +45,7 @@ def hparams_from_flags():
 
 def main(argv):
     tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.warn_about_absl_log_dir(PROGRAM, "train_dir")
     hparams = hparams_from_flags()
     data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
     driver = tfmech_flags.driver_module("mechanics101")

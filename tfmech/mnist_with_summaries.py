@@ -29,7 +29,7 @@ flags.DEFINE_float("dropout", 0.9, "Keep probability for training dropout.")
 flags.register_validator(
     "dropout", lambda value: value is not None and 0 < value <= 1,
     message="--dropout is a keep probability and must be in (0, 1]")
-flags.DEFINE_string("summaries_dir",
+tfmech_flags.define_output_dir("summaries_dir",
                     "/tmp/tensorflow/mnist/logs/mnist_with_summaries",
                     "Summaries log directory (train/ and test/ runs).")
 
@@ -51,6 +51,7 @@ def earlier_event_files(summaries_dir):
 
 def main(argv):
     tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.warn_about_absl_log_dir(PROGRAM, "summaries_dir")
     earlier = earlier_event_files(FLAGS.summaries_dir)
     if earlier:
         tfmech_flags.exit_with_error(PROGRAM, (

@@ -5,14 +5,12 @@ the originals' exactly; both drivers print through these functions so a v1
 and a v2 run print the same lines.
 """
 
-import sys
 import time
 
 
 def say(line):
     """Prints one progress line now (unbuffered, so long runs show progress)."""
     print(line, flush=True)
-    sys.stdout.flush()
 
 
 def now():
@@ -54,6 +52,12 @@ class RunRecord:
         self.evaluations = {}
         self.start_step = 0
         self.final_step = 0
+
+
+def nothing_to_train_line(step, max_steps):
+    """Said when a resumed run is already at or past --max_steps."""
+    return "Nothing to train: already at step %d (max_steps=%d)" % (step,
+                                                                     max_steps)
 
 
 def resume_line(checkpoint_path, step):

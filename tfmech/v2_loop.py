@@ -126,8 +126,7 @@ class TrainLoop:
         """
         step = int(self._global_step.numpy())
         if step >= max_steps:
-            progress.say("Nothing to train: already at step %d (max_steps=%d)"
-                         % (step, max_steps))
+            progress.say(progress.nothing_to_train_line(step, max_steps))
             return
         self.callbacks.on_train_begin()
         while step < max_steps:

@@ -89,12 +89,18 @@ def run_training(hparams, data_sets, train_dir):
     latest = checkpoints.latest_checkpoint(train_dir, api="v1")
     with tf.Graph().as_default():
         graph = Graph(hparams)
+        # Relative paths in the `checkpoint` file keep a moved or copied
+        # train_dir resumable.
         saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
-                                         max_to_keep=5)
+                                         max_to_keep=5,
+                                         save_relative_paths=True)
         with tf.compat.v1.Session() as sess:
             summary_writer = tf.compat.v1.summary.FileWriter(train_dir, sess.graph)
             start_step = restore_or_initialize(sess, graph, saver, latest)
             record.start_step = start_step
+            if start_step >= hparams.max_steps:
+                progress.say(progress.nothing_to_train_line(start_step,
+                                                            hparams.max_steps))
             evaluation.skip_batches(data_sets.train, hparams.batch_size, start_step)
             checkpoint_path = os.path.join(train_dir, checkpoints.V1_PREFIX)
 
