@@ -234,3 +234,16 @@ def test_refuses_a_summaries_dir_with_earlier_event_files(small_runs):
     assert (f"mnist_with_summaries: error: --summaries_dir {existing} already "
             "holds event files of an earlier run") in result.stderr
     assert sorted(p for p in existing.rglob("*")) == before
+
+
+def test_fake_data_accuracies_agree(tmp_path):
+    """The original's --fake_data mode (all-ones images, label 0)."""
+    hparams = HParams(max_steps=31)
+    records = {api: DRIVERS[api].run_training(
+        hparams, mnist.read_data_sets(None, fake_data=True), str(tmp_path / api))
+        for api in DRIVERS}
+    v1, v2 = records["v1"].accuracies, records["v2"].accuracies
+    assert sorted(v1) == sorted(v2) == [0, 10, 20, 30]
+    for step in v1:
+        assert v1[step] == pytest.approx(v2[step], abs=1e-4), step
+    assert v1[30] == 1.0  # every fake label is 0, and it learns that
