@@ -1,18 +1,16 @@
 """MNIST with summaries: both APIs write the same tags, steps and accuracies,
 and a real TensorBoard server shows them."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
 from tests import events
+from tests.tensorboard_server import get_json, serving
 from tests.conftest import REPO
 from tfmech.data import mnist
 from tfmech.mnist_summaries import train_v1
@@ -118,50 +116,12 @@ def test_graph_and_step099_trace_in_train_run(small_runs):
     assert v2_traces == {"step099"}
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(base, path, **params):
-    query = ("?" + urllib.parse.urlencode(params)) if params else ""
-    with urllib.request.urlopen(base + path + query, timeout=30) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def tensorboard(small_runs):
     """A real `tensorboard --logdir` on 127.0.0.1, stopped by its pid."""
     root, _ = small_runs
-    port = free_port()
-    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-    process = subprocess.Popen(
-        [binary, f"--logdir={root}", "--host=127.0.0.1", f"--port={port}",
-         "--reload_interval=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail("tensorboard exited: " + process.stderr.read()[-2000:])
-            try:
-                runs = get_json(base, "/data/runs")
-                if len(runs) >= 4:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("tensorboard did not serve all runs in 300 s")
-            time.sleep(1)
+    with serving(root, min_runs=4) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_tensorboard_server_shows_both_apis(tensorboard, small_runs):

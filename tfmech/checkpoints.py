@@ -7,6 +7,11 @@ v2 objects so the path spells the canonical name
 (``model/hidden1/weights/.ATTRIBUTES/VARIABLE_VALUE``); from either file the
 canonical names can be recovered, which is what lets a checkpoint written by
 one API be restored by the other.
+
+Moving averages keep the name TF1's ``ExponentialMovingAverage`` gave its
+shadow variables, ``conv1/weights/ExponentialMovingAverage``. A v2 object
+path cannot hang a child under a variable, so they live under a second root,
+``ema/conv1/weights``; ``v2_key`` knows both roots.
 """
 
 import os
@@ -16,6 +21,8 @@ import tensorflow as tf
 V1_PREFIX = "model.ckpt"
 V2_PREFIX = "ckpt"
 V2_MODEL_ROOT = "model"
+V2_EMA_ROOT = "ema"
+EMA_SUFFIX = "/ExponentialMovingAverage"
 _V2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -53,9 +60,22 @@ def latest_checkpoint(train_dir, api):
     return latest
 
 
+def moving_average_name(name):
+    """``conv1/weights`` -> ``conv1/weights/ExponentialMovingAverage`` (TF1's)."""
+    return name + EMA_SUFFIX
+
+
+def _v2_root_and_path(name):
+    """(root, path under the root) of canonical ``name`` in a v2 checkpoint."""
+    if name.endswith(EMA_SUFFIX):
+        return V2_EMA_ROOT, name[:-len(EMA_SUFFIX)]
+    return V2_MODEL_ROOT, name
+
+
 def v2_key(name):
     """The key under which a v2 checkpoint stores canonical variable ``name``."""
-    return f"{V2_MODEL_ROOT}/{name}{_V2_SUFFIX}"
+    root, path = _v2_root_and_path(name)
+    return f"{root}/{path}{_V2_SUFFIX}"
 
 
 def key_for(checkpoint_path, name):
@@ -100,8 +120,8 @@ class ModelTree(tf.Module):
     ``model/hidden1/weights``.
     """
 
-    def __init__(self, variables):
-        super().__init__(name=V2_MODEL_ROOT)
+    def __init__(self, variables, name=V2_MODEL_ROOT):
+        super().__init__(name=name)
         for name, var in variables.items():
             node = self
             *scopes, leaf = name.split("/")
@@ -113,8 +133,16 @@ class ModelTree(tf.Module):
 
 
 def v2_checkpoint(variables, optimizer=None):
-    """A ``tf.train.Checkpoint`` of canonical variables (and optimizer state)."""
-    parts = {V2_MODEL_ROOT: ModelTree(variables)}
+    """A ``tf.train.Checkpoint`` of canonical variables (and optimizer state).
+
+    Moving averages (names ending in ``EMA_SUFFIX``) go under the ``ema``
+    root, everything else under ``model``.
+    """
+    by_root = {}
+    for name, var in variables.items():
+        root, path = _v2_root_and_path(name)
+        by_root.setdefault(root, {})[path] = var
+    parts = {root: ModelTree(tree, name=root) for root, tree in by_root.items()}
     if optimizer is not None:
         parts["optimizer"] = optimizer
     return tf.train.Checkpoint(**parts)

@@ -19,6 +19,7 @@ from tfmech.data import default_data_dir
 APIS = ("v1", "v2")
 DATA_SOURCES = ("files", "tfds")
 MNIST_FALLBACK_DIR = "/tmp/tensorflow/mnist/input_data"
+CIFAR10_FALLBACK_DIR = "/tmp/cifar10_data"
 
 
 def define_api_and_seed():
@@ -44,6 +45,36 @@ def define_mnist_input():
     flags.DEFINE_enum("data_source", "files", DATA_SOURCES,
                       "files: the IDX files in --data_dir; tfds: "
                       "tensorflow-datasets' mnist.")
+
+
+def define_cifar10_input():
+    """``--data_dir`` (alias ``--input_data_dir``) and ``--data_source`` for
+    the CIFAR-10 binaries."""
+    flags.DEFINE_string(
+        "data_dir", default_data_dir("cifar10", CIFAR10_FALLBACK_DIR),
+        "Directory holding cifar-10-batches-bin/; the original archive is "
+        "downloaded and unpacked there if it is missing. Defaults to "
+        "$TFMECH_DATA_ROOT/cifar10 when that is set.")
+    flags.DEFINE_alias("input_data_dir", "data_dir")
+    flags.DEFINE_enum("data_source", "files", DATA_SOURCES,
+                      "files: the binary batches in --data_dir; tfds: "
+                      "tensorflow-datasets' cifar10, written once as binary "
+                      "batches under --data_dir/tfds.")
+    flags.DEFINE_boolean("use_fp16", False,
+                         "Compute in float16 (variables stay float32). On a "
+                         "CPU this is several times slower; for GPUs.")
+
+
+def read_cifar10_or_exit(program):
+    """The checked ``cifar-10-batches-bin`` directory the input flags name;
+    a bad file or a failed download ends the program with one line."""
+    from tfmech.data import cifar10
+    from tfmech.data.download import DownloadError
+    try:
+        return cifar10.prepare(flags.FLAGS.data_dir,
+                               source=flags.FLAGS.data_source)
+    except (cifar10.CifarFormatError, DownloadError) as error:
+        exit_with_error(program, error)
 
 
 def define_positive_integer(name, default, help_text):
@@ -103,11 +134,11 @@ def read_mnist_or_exit(program):
         exit_with_error(program, error)
 
 
-def driver_module(pipeline):
-    """``tfmech.<pipeline>.train_v1`` or ``train_v2``, as ``--api`` says.
+def driver_module(pipeline, role="train"):
+    """``tfmech.<pipeline>.<role>_v1`` or ``<role>_v2``, as ``--api`` says.
 
     Only the chosen driver is imported: its TensorFlow start-up happens after
     flags and data were checked.
     """
     return importlib.import_module(
-        "tfmech.%s.train_%s" % (pipeline, flags.FLAGS.api))
+        "tfmech.%s.%s_%s" % (pipeline, role, flags.FLAGS.api))

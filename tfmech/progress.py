@@ -5,6 +5,7 @@ the originals' exactly; both drivers print through these functions so a v1
 and a v2 run print the same lines.
 """
 
+import datetime
 import time
 
 
@@ -21,6 +22,23 @@ def now():
 def step_line(step, loss_value, duration_sec):
     """Mechanics 101's training line."""
     return "Step %d: loss = %.2f (%.3f sec)" % (step, loss_value, duration_sec)
+
+
+def examples_step_line(batch_size):
+    """CIFAR-10's training line, as a ``(step, loss, seconds per step)``
+    formatter like ``step_line``: the original printed a timestamp, the loss,
+    examples/sec and sec/batch."""
+    def line(step, loss_value, duration_sec):
+        examples_per_sec = batch_size / duration_sec if duration_sec > 0 else 0.0
+        return "%s: step %d, loss = %.2f (%.1f examples/sec; %.3f sec/batch)" % (
+            datetime.datetime.now(), step, loss_value, examples_per_sec,
+            duration_sec)
+    return line
+
+
+def precision_at_1_line(precision):
+    """CIFAR-10's evaluation line."""
+    return "%s: precision @ 1 = %.3f" % (datetime.datetime.now(), precision)
 
 
 def precision_line(num_examples, true_count):

@@ -133,3 +133,17 @@ def graph(graph_or_concrete_function):
     graph_value = getattr(graph_or_concrete_function, "graph",
                           graph_or_concrete_function)
     return tf.summary.graph(graph_value)
+
+
+# CIFAR-10.
+CIFAR10_IMAGES = "images"
+LEARNING_RATE = "learning_rate"
+GLOBAL_STEP_PER_SEC = "global_step/sec"
+PRECISION_AT_1 = "Precision @ 1"
+TOTAL_LOSS = "total_loss"
+
+
+def raw_tag(tag):
+    """``total_loss`` -> ``total_loss (raw)``: the unaveraged value beside the
+    moving average, as the CIFAR-10 tutorial tagged it."""
+    return f"{tag} (raw)"

@@ -1,59 +1,55 @@
 """The generic TF2 training loop: several steps per call, callbacks, checkpoints.
 
 A Python loop that calls a tf.function once per step pays Python and
-dispatch overhead every step. ``TrainLoop`` instead stacks the next k
-batches and runs all k steps inside ONE tf.function call (a ``tf.range``
-loop), reading results back to Python only at the steps where something
-happens: a logged step, a checkpoint, the end. Measured on the Mechanics 101
-network this runs ~1.6x the steps/s of one call per step.
+dispatch overhead every step. ``TrainLoop`` instead runs k steps inside ONE
+tf.function call (a ``tf.range`` loop), reading results back to Python only
+at the steps where something happens: a logged step, a checkpoint, the end.
+Measured on the Mechanics 101 network this runs ~1.6x the steps/s of one
+call per step. The batches come either from a Python callable (the next k
+batches are stacked and passed in, Mechanics 101's ``next_batch``) or from a
+``tf.data`` iterator that the traced loop reads itself, with no host round
+trip per batch (CIFAR-10's input pipeline).
 
-The loop owns the step counter and the ``tf.train.CheckpointManager`` (as in
-TF Model Garden's Orbit); the pipeline supplies only ``step_fn``, the math of
-one step. Callbacks are ordinary Keras callbacks: they see
+The loop owns the step counter (as in TF Model Garden's Orbit); the pipeline
+supplies ``step_fn``, the math of one step, and a
+``CheckpointManagerCallback``, the checkpoint policy it shares with
+``Model.fit``. Callbacks are ordinary Keras callbacks: they see
 ``on_train_batch_end(step, logs)`` on logged steps, with ``logs`` holding
 ``global_step`` (the step index the results belong to), ``duration`` (mean
-seconds per step of the call) and the step function's outputs.
+seconds per step of the call), ``steps_per_sec`` and the step function's
+outputs. A callback with an ``update_every_step(logs)`` method (e.g.
+``MovingAverageLosses``) is also called inside the traced loop after EVERY
+step, so per-step state stays exact while only every n-th step is logged.
 """
 
+import collections.abc
+import math
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfmech import checkpoints
 from tfmech import progress
 from tfmech import summaries
+from tfmech.callbacks.base import TensorGroup
 
-DEFAULT_MAX_TO_KEEP = 5
-
-
-def checkpoint_manager(checkpoint, train_dir, global_step,
-                       max_to_keep=DEFAULT_MAX_TO_KEEP):
-    """A CheckpointManager writing ``train_dir/ckpt-STEP``.
-
-    Refuses (CheckpointMismatchError) a directory whose checkpoints were
-    written by the v1 Saver: the manager would adopt them into its
-    keep-the-newest-N list and could delete them.
-    """
-    checkpoints.latest_checkpoint(train_dir, api="v2")
-    return tf.train.CheckpointManager(
-        checkpoint, train_dir, max_to_keep=max_to_keep,
-        checkpoint_name=checkpoints.V2_PREFIX, step_counter=global_step)
+_COUNT_SPEC = tf.TensorSpec([], tf.int32)
 
 
-def next_stop(step, max_steps, log_every, checkpoint_every, max_steps_per_call):
+def next_stop(step, max_steps, log_every, max_steps_per_call, next_save=None):
     """The last step of the call that starts at ``step``.
 
     A call ends at the first step that is logged (``step % log_every == 0``),
-    or after which a checkpoint is due (``(step + 1) % checkpoint_every == 0``),
-    or the final step, whichever comes first; and after at most
-    ``max_steps_per_call`` steps.
+    or ``next_save`` (the step after which the checkpoint policy saves; see
+    ``CheckpointManagerCallback.next_save_step``), or the final step,
+    whichever comes first; and after at most ``max_steps_per_call`` steps.
     """
     next_log = -(-step // log_every) * log_every
-    next_checkpoint = -(-(step + 1) // checkpoint_every) * checkpoint_every - 1
-    return min(next_log, next_checkpoint, max_steps - 1,
-               step + max_steps_per_call - 1)
+    stops = [next_log, max_steps - 1, step + max_steps_per_call - 1]
+    if next_save is not None:
+        stops.append(next_save)
+    return min(stops)
 
 
 def _stack_batches(next_batch, count):
@@ -62,85 +58,182 @@ def _stack_batches(next_batch, count):
     return tuple(np.stack(parts) for parts in zip(*batches))
 
 
-def _to_python(logs):
-    """Scalar tensors -> Python numbers (the one device-to-host read)."""
-    return {key: (value.numpy().item() if hasattr(value, "numpy") else value)
-            for key, value in logs.items()}
+def _as_args(element):
+    """A batch as ``step_fn``'s positional arguments."""
+    return element if isinstance(element, tuple) else (element,)
+
+
+def _callback_logs(logs):
+    """The step's outputs as callbacks get them.
+
+    Scalars become Python numbers (the device-to-host read); nested dicts
+    (activations, gradients, losses) are wrapped in ``TensorGroup`` so a
+    ``CallbackList`` passes them on intact; other tensors (images) stay
+    tensors.
+    """
+    converted = {}
+    for key, value in logs.items():
+        if isinstance(value, collections.abc.Mapping):
+            value = TensorGroup(value)
+        elif isinstance(value, tf.Tensor) and value.shape.rank == 0:
+            value = value.numpy().item()
+        converted[key] = value
+    return converted
 
 
 class TrainLoop:
     """Runs ``step_fn`` from the restored step up to ``max_steps``.
 
     Args:
-      step_fn: ``step_fn(*batch) -> dict of scalar tensors``: one training step
+      step_fn: ``step_fn(*batch) -> dict`` of tensors: one training step
         (forward, gradients, update). Traced into the loop's tf.function.
+        Values may be scalars, other tensors, or dicts of tensors.
       global_step: int64 variable; the loop increments it once per step.
-      manager: the CheckpointManager (see ``checkpoint_manager``).
-      callbacks: Keras callbacks, called on logged steps.
-      log_every, checkpoint_every: in steps.
-      max_steps_per_call: the most steps one tf.function call runs.
+      checkpointer: a ``tfmech.callbacks.CheckpointManagerCallback`` counting
+        steps with ``global_step``; the loop restores through it, stops a
+        call where its steps policy saves, and asks it after every call
+        whether a save is due (its time policy included). The final step is
+        always saved.
+      callbacks: Keras callbacks, called on logged steps (and those with
+        ``update_every_step``, inside the traced loop, after every step).
+      log_every: in steps.
+      max_steps_per_call: the most steps one tf.function call runs (also how
+        often, at the least, the time policy is checked).
     """
 
-    def __init__(self, step_fn, global_step, manager, callbacks=(),
-                 log_every=100, checkpoint_every=1000, max_steps_per_call=100):
+    def __init__(self, step_fn, global_step, checkpointer, callbacks=(),
+                 log_every=100, max_steps_per_call=100):
+        callbacks = list(callbacks)
+        if any(callback is checkpointer for callback in callbacks):
+            raise ValueError(
+                "TrainLoop: pass the CheckpointManagerCallback as checkpointer "
+                "only, not also in callbacks (the loop calls it itself)")
+        if checkpointer.step_counter is not global_step:
+            raise ValueError(
+                "TrainLoop: the checkpointer must number checkpoints by the "
+                "loop's global_step (CheckpointManagerCallback(..., "
+                "step_counter=global_step))")
         self._step_fn = step_fn
         self._global_step = global_step
-        self.manager = manager
-        self.callbacks = keras.callbacks.CallbackList(list(callbacks))
+        self.checkpointer = checkpointer
+        self.callbacks = keras.callbacks.CallbackList(callbacks)
+        self._step_hooks = [
+            callback.update_every_step for callback in callbacks
+            if callable(getattr(callback, "update_every_step", None))]
         self.log_every = log_every
-        self.checkpoint_every = checkpoint_every
         self.max_steps_per_call = max_steps_per_call
-        self._run_steps = tf.function(self._steps, reduce_retracing=True)
+        self._run_stacked = tf.function(self._steps_on_stacked,
+                                        reduce_retracing=True)
+        self._run_iterator = tf.function(self._steps_on_iterator,
+                                         reduce_retracing=True)
 
-    def _steps(self, chunk):
-        """Runs one step per leading index of the stacked ``chunk``."""
-        logs = self._step_fn(*[part[0] for part in chunk])
-        self._global_step.assign_add(1)
-        for i in tf.range(1, tf.shape(chunk[0])[0]):
-            logs = self._step_fn(*[part[i] for part in chunk])
+    @property
+    def manager(self):
+        """The checkpointer's ``tf.train.CheckpointManager``."""
+        return self.checkpointer.manager
+
+    # The traced loop.
+
+    def _step(self, batch):
+        """One step, its per-step hooks, and the step count."""
+        logs = self._step_fn(*batch)
+        for hook in self._step_hooks:
+            hook(logs)
+        # Only once the batch exists: when the iterator runs out, the count
+        # (which depends on nothing else) must not run ahead of the weights.
+        with tf.control_dependencies(tf.nest.flatten(batch)):
             self._global_step.assign_add(1)
         return logs
 
+    def _steps_on_stacked(self, chunk):
+        """Runs one step per leading index of the stacked ``chunk``."""
+        logs = self._step([part[0] for part in chunk])
+        for i in tf.range(1, tf.shape(chunk[0])[0]):
+            logs = self._step([part[i] for part in chunk])
+        return logs
+
+    def _steps_on_iterator(self, iterator, count):
+        """Runs ``count`` steps on batches drawn from ``iterator``."""
+        logs = self._step(_as_args(iterator.get_next()))
+        for _ in tf.range(1, count):
+            logs = self._step(_as_args(iterator.get_next()))
+        return logs
+
+    def _runner(self, data):
+        """``run_steps(count) -> logs`` for either kind of input."""
+        if isinstance(data, tf.data.Iterator):
+            # The count as a tensor: calls of any length share one trace.
+            return lambda count: self._run_iterator(
+                data, tf.constant(count, _COUNT_SPEC.dtype))
+        if callable(data):
+            return lambda count: self._run_stacked(_stack_batches(data, count))
+        raise TypeError(
+            f"TrainLoop.run: data must be a callable returning the next batch "
+            f"or a tf.data iterator (iter(dataset)), got {type(data).__name__}")
+
+    # Driving it.
+
     def restore_or_initialize(self):
         """Restores the newest checkpoint if any; returns the step to start at."""
-        restored = self.manager.restore_or_initialize()
-        step = int(self._global_step.numpy())
-        if restored:
-            progress.say(progress.resume_line(restored, step))
-        return step
+        return self.checkpointer.restore_or_initialize()
 
-    def write_graph(self, writer, example_batch):
-        """Writes the traced training function's graph for the Graphs tab."""
-        chunk = tuple(np.expand_dims(part, 0) for part in example_batch)
-        concrete = self._run_steps.get_concrete_function(chunk)
+    def write_graph(self, writer, example):
+        """Writes the traced training function's graph for the Graphs tab.
+
+        Args:
+          example: for callable input, one batch (a tuple of arrays); for
+            iterator input, the iterator (nothing is drawn from it) or its
+            dataset. Either way this is the function ``run`` then calls.
+        """
+        if isinstance(example, (tf.data.Iterator, tf.data.Dataset)):
+            concrete = self._run_iterator.get_concrete_function(
+                tf.data.IteratorSpec(example.element_spec), _COUNT_SPEC)
+        else:
+            chunk = tuple(np.expand_dims(part, 0) for part in example)
+            concrete = self._run_stacked.get_concrete_function(chunk)
         with writer.as_default():
             summaries.graph(concrete)
         writer.flush()
 
-    def run(self, next_batch, max_steps):
+    def run(self, data, max_steps):
         """Trains from the current global step until ``max_steps``.
 
         Args:
-          next_batch: callable returning the next batch as a tuple of arrays.
+          data: a callable returning the next batch as a tuple of arrays, or
+            a ``tf.data`` iterator yielding batches (tuples) without end
+            (``dataset.repeat()``).
           max_steps: the global step to stop at.
         """
         step = int(self._global_step.numpy())
         if step >= max_steps:
             progress.say(progress.nothing_to_train_line(step, max_steps))
             return
+        run_steps = self._runner(data)
         self.callbacks.on_train_begin()
         while step < max_steps:
             last = next_stop(step, max_steps, self.log_every,
-                             self.checkpoint_every, self.max_steps_per_call)
+                             self.max_steps_per_call,
+                             self.checkpointer.next_save_step(step))
             count = last - step + 1
-            start_time = time.time()
-            logs = self._run_steps(_stack_batches(next_batch, count))
+            start_time = time.perf_counter()
+            logs = self._call(run_steps, count)
             if last % self.log_every == 0:
-                logs = _to_python(logs)
-                logs["duration"] = (time.time() - start_time) / count
+                logs = _callback_logs(logs)
+                elapsed = time.perf_counter() - start_time
+                logs["duration"] = elapsed / count
+                logs["steps_per_sec"] = count / elapsed if elapsed > 0 else math.inf
                 logs["global_step"] = last
                 self.callbacks.on_train_batch_end(last, logs)
-            if (last + 1) % self.checkpoint_every == 0 or last + 1 == max_steps:
-                self.manager.save(checkpoint_number=last + 1)
             step = last + 1
+            if step == max_steps or self.checkpointer.save_due(step):
+                self.checkpointer.save(step)
         self.callbacks.on_train_end()
+
+    def _call(self, run_steps, count):
+        try:
+            return run_steps(count)
+        except tf.errors.OutOfRangeError as error:
+            raise ValueError(
+                f"TrainLoop: the data iterator ran out of batches at global "
+                f"step {int(self._global_step.numpy())}; the loop needs one "
+                f"batch per step (use dataset.repeat())") from error

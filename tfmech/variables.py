@@ -72,3 +72,24 @@ def create_variables(specs, seed):
 def create_global_step():
     """The step counter every pipeline keeps, named ``global_step`` (int64)."""
     return tf.Variable(0, dtype=tf.int64, trainable=False, name=GLOBAL_STEP)
+
+
+def create_shadow_variables(specs, seed, name_of):
+    """One non-trainable copy per spec, starting at the spec's initial value.
+
+    TF1's ``ExponentialMovingAverage`` starts each shadow variable at its
+    variable's initial value; keying the stateless initializer by the
+    *variable's* name (not the shadow's) gives that in both APIs.
+
+    Args:
+      specs: the ``VariableSpec``s of the variables to shadow.
+      seed: the run's seed (the one the variables were created with).
+      name_of: canonical variable name -> the shadow's name.
+
+    Returns:
+      A dict from the shadow's name to its variable, in spec order.
+    """
+    return {name_of(spec.name): tf.Variable(initial_value(spec, seed),
+                                            trainable=False,
+                                            name=name_of(spec.name))
+            for spec in specs}

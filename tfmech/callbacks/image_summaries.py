@@ -2,7 +2,8 @@
 
 MNIST with summaries shows ten of its input digits (``input_reshape/input``)
 so one can see what the network is fed. The inputs are flat 784-vectors,
-hence ``image_shape``.
+hence ``image_shape``. CIFAR-10 shows three of its standardized training
+crops (``images``), whose values are not in [0, 1], hence ``normalize``.
 """
 
 import tensorflow as tf
@@ -26,10 +27,14 @@ class ImageSummaries(PeriodicSummary):
       image_shape: (height, width, channels) to reshape flat inputs to,
         e.g. (28, 28, 1) for MNIST; None when they are already [N, H, W, C].
       probe_images: a fixed batch of images to show when logs has none.
+      normalize: stretch each image linearly from its own min..max to
+        [0, 1], as TF1's ``tf.summary.image`` did for float images; TF2's
+        clips to [0, 1], which turns standardized images into blots.
     """
 
     def __init__(self, writer, tag, every_n_steps=1, max_outputs=10,
-                 image_shape=None, probe_images=None, on="train"):
+                 image_shape=None, probe_images=None, on="train",
+                 normalize=False):
         super().__init__(writer, every_n_steps=every_n_steps, on=on)
         if not tag:
             raise ValueError("ImageSummaries: tag must be a non-empty string")
@@ -41,6 +46,7 @@ class ImageSummaries(PeriodicSummary):
         self.max_outputs = max_outputs
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self._probe_images = probe_images
+        self.normalize = bool(normalize)
 
     def summary_tensors(self, logs):
         images = logs.get("images")
@@ -57,4 +63,14 @@ class ImageSummaries(PeriodicSummary):
         for tag, images in tensors.items():
             if self.image_shape is not None:
                 images = tf.reshape(images, (-1,) + self.image_shape)
+            if self.normalize:
+                images = _stretch_each_image(images)
             summaries.image(tag, images, step, self.max_outputs)
+
+
+def _stretch_each_image(images):
+    """Maps each image of [N, H, W, C] linearly onto [0, 1] (flat ones to 0)."""
+    images = tf.cast(images, tf.float32)
+    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    return tf.math.divide_no_nan(images - low, high - low)

@@ -2,7 +2,9 @@
 
 MNIST with summaries attaches the tutorial's ``variable_summaries`` to every
 weight and bias; this callback writes the same five summaries per variable
-from a v2 loop or from ``Model.fit``.
+from a v2 loop or from ``Model.fit``. CIFAR-10 draws only a histogram per
+variable, tagged by the variable's name (``conv1/weights``):
+``statistics=False``.
 """
 
 import collections.abc
@@ -25,7 +27,8 @@ def _by_path(variables):
 
 
 class VariableSummaries(PeriodicSummary):
-    """Writes ``<path>/summaries/{mean,stddev,max,min,histogram}`` per variable.
+    """Writes ``<path>/summaries/{mean,stddev,max,min,histogram}`` per variable,
+    or with ``statistics=False`` one histogram tagged ``<path>``.
 
     Args:
       writer, every_n_steps, on: see ``PeriodicSummary``.
@@ -36,11 +39,15 @@ class VariableSummaries(PeriodicSummary):
         ``variable.name`` ("kernel") it is unique within a model and does not
         change between runs. They are looked up at each recording, so a model
         built lazily, after the callback was made, is covered.
+      statistics: True for MNIST with summaries' five summaries per
+        variable, False for CIFAR-10's single histogram.
     """
 
-    def __init__(self, writer, every_n_steps=1, variables=None, on="train"):
+    def __init__(self, writer, every_n_steps=1, variables=None, on="train",
+                 statistics=True):
         super().__init__(writer, every_n_steps=every_n_steps, on=on)
         self._variables = None if variables is None else _by_path(variables)
+        self.statistics = bool(statistics)
 
     def named_variables(self):
         """The {path: variable} this callback summarizes now."""
@@ -54,4 +61,7 @@ class VariableSummaries(PeriodicSummary):
 
     def write_tensors(self, step, tensors):
         for path, value in tensors.items():
-            summaries.variable_summaries(path, value, step)
+            if self.statistics:
+                summaries.variable_summaries(path, value, step)
+            else:
+                summaries.histogram(path, value, step)

@@ -5,7 +5,7 @@ ahead of time: variables are created directly, one training step is an
 ordinary Python function (forward pass under a GradientTape, gradients, an
 optimizer update) that ``tfmech.v2_loop.TrainLoop`` traces and runs many
 steps per call. Summaries go through ``tf.summary`` writers driven by Keras
-callbacks; ``tf.train.CheckpointManager`` writes ``ckpt-STEP`` with the
+callbacks; a ``CheckpointManagerCallback`` writes ``ckpt-STEP`` with the
 optimizer and the step counter inside, so rerunning on the same train_dir
 resumes exactly where the last run stopped.
 """
@@ -21,6 +21,7 @@ from tfmech import progress
 from tfmech import summaries
 from tfmech import v2_loop
 from tfmech import variables
+from tfmech.callbacks.checkpoint_manager import CheckpointManagerCallback
 from tfmech.callbacks.progress_logger import StepLogger
 from tfmech.callbacks.scalar_summaries import ScalarSummaries
 from tfmech.mechanics101 import model
@@ -84,18 +85,18 @@ def run_training(hparams, data_sets, train_dir):
     record = progress.RunRecord()
     os.makedirs(train_dir, exist_ok=True)
     net = Model(hparams)
-    # The manager first: it refuses another API's train_dir before this run
-    # writes anything there.
-    manager = v2_loop.checkpoint_manager(net.checkpoint, train_dir,
-                                         net.global_step)
+    # The checkpointer first: it refuses another API's train_dir before this
+    # run writes anything there.
+    checkpointer = CheckpointManagerCallback(
+        train_dir, net.checkpoint, step_counter=net.global_step,
+        save_every_n_steps=hparams.checkpoint_every)
     writer = tf.summary.create_file_writer(train_dir)
     loop = v2_loop.TrainLoop(
-        net.train_step, net.global_step, manager,
+        net.train_step, net.global_step, checkpointer,
         callbacks=[StepLogger(record),
                    ScalarSummaries(writer, every_n_steps=hparams.log_every,
                                    from_logs={summaries.LOSS: "loss"})],
-        log_every=hparams.log_every,
-        checkpoint_every=hparams.checkpoint_every)
+        log_every=hparams.log_every)
     record.start_step = loop.restore_or_initialize()
     if record.start_step == 0:
         loop.write_graph(writer, example_batch(hparams.batch_size))

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfmech import progress
 from tfmech import variables
+from tfmech.callbacks.in_graph import build_summary_ops
 from tfmech.mnist_summaries import model
 from tfmech.mnist_summaries.step_summaries import step_summaries
 
@@ -58,16 +59,6 @@ class Graph:
     def feed(self, images, labels, keep_prob, step):
         return {self.images: images, self.labels: labels,
                 self.keep_prob: keep_prob, self.step: step}
-
-
-def build_summary_ops(writer, callbacks, step, logs):
-    """The summary ops the callbacks would write, built into this graph."""
-    before = set(tf.compat.v1.summary.all_v2_summary_ops())
-    with writer.as_default():
-        for callback in callbacks:
-            callback.write_tensors(step, callback.summary_tensors(logs))
-    return [op for op in tf.compat.v1.summary.all_v2_summary_ops()
-            if op not in before]
 
 
 def run_training(hparams, data_sets, summaries_dir):

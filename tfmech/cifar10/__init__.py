@@ -1,0 +1,1 @@
+"""CIFAR-10: the tutorial's convolutional network, trained and evaluated."""

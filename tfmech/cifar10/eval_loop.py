@@ -1,0 +1,99 @@
+"""When cifar10_eval evaluates: once, or each new checkpoint as it appears.
+
+Shared by both eval drivers, which supply ``evaluate(checkpoint_path)``.
+The original slept ``eval_interval_secs`` between evaluations forever and
+evaluated whatever was newest, even twice; this loop evaluates each new
+checkpoint once, says when it is waiting, and can be bounded
+(``max_wait_secs``) so that scripts and tests end.
+"""
+
+import time
+
+import tensorflow as tf
+
+from tfmech import checkpoints
+from tfmech import progress
+from tfmech import variables
+
+
+class NoCheckpointError(RuntimeError):
+    """No checkpoint appeared in the checkpoint directory in time."""
+
+
+def checkpoint_step(checkpoint_path):
+    """The global step stored in a checkpoint of either API."""
+    return int(checkpoints.read_canonical(
+        checkpoint_path, [variables.GLOBAL_STEP])[variables.GLOBAL_STEP])
+
+
+def waiting_line(checkpoint_dir, max_wait_secs):
+    bound = ("without a bound" if max_wait_secs is None
+             else "for up to %d s" % max_wait_secs)
+    return "No new checkpoint in %s yet; waiting %s" % (checkpoint_dir, bound)
+
+
+def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
+                         interval_secs=300, max_wait_secs=None,
+                         sleep=time.sleep, clock=time.monotonic):
+    """Evaluates the newest checkpoint, then (unless ``run_once``) each new one.
+
+    Args:
+      checkpoint_dir: the training run's directory (either API).
+      evaluate: ``evaluate(checkpoint_path) -> result``.
+      run_once: evaluate the newest checkpoint and return.
+      interval_secs: seconds between looks for a new checkpoint.
+      max_wait_secs: give up after this long without a new checkpoint
+        (None: wait forever, as the original did).
+
+    Returns:
+      The list of ``evaluate`` results, in order.
+
+    Raises:
+      NoCheckpointError: nothing to evaluate appeared within the wait.
+    """
+    results = []
+    evaluated = None
+    waiting_since = clock()
+    said_waiting = False
+    while True:
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        if latest is not None and latest != evaluated:
+            results.append(evaluate(latest))
+            evaluated = latest
+            if run_once:
+                return results
+            waiting_since = clock()
+            said_waiting = False
+        else:
+            waited = clock() - waiting_since
+            if max_wait_secs is not None and waited >= max_wait_secs:
+                if not results:
+                    raise NoCheckpointError(
+                        "no checkpoint found in --checkpoint_dir %s after "
+                        "waiting %d s" % (checkpoint_dir, max_wait_secs))
+                return results
+            if not said_waiting:
+                progress.say(waiting_line(checkpoint_dir, max_wait_secs))
+                said_waiting = True
+        pause = interval_secs
+        if max_wait_secs is not None:
+            pause = min(pause, max(0.0, max_wait_secs - (clock() - waiting_since)))
+        sleep(pause)
+
+
+class Evaluation:
+    """What one evaluation found: the step and the counts."""
+
+    def __init__(self, checkpoint_path, step, num_examples, true_count):
+        self.checkpoint_path = checkpoint_path
+        self.step = step
+        self.num_examples = num_examples
+        self.true_count = true_count
+
+    @property
+    def precision(self):
+        return self.true_count / self.num_examples if self.num_examples else 0.0
+
+    def __repr__(self):
+        return ("Evaluation(step=%d, %d/%d, precision=%.4f)"
+                % (self.step, self.true_count, self.num_examples, self.precision))

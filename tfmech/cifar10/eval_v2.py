@@ -1,0 +1,77 @@
+"""CIFAR-10 evaluation in the TF2 style: restore the averages, count, write.
+
+For each checkpoint: set the network's variables to the checkpoint's moving
+averages (``<var>/ExponentialMovingAverage``, written by either API), run a
+compiled forward pass over exactly ``num_examples`` central crops, print the
+original's ``precision @ 1`` line and write ``Precision @ 1`` with the first
+batch's activations and images to ``eval_dir`` at the checkpoint's step.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfmech import checkpoints
+from tfmech import progress
+from tfmech import variables
+from tfmech.callbacks import TensorGroup
+from tfmech.cifar10 import eval_loop
+from tfmech.cifar10 import model
+from tfmech.cifar10 import step_summaries
+from tfmech.data import cifar10_input
+
+
+class Evaluator:
+    """The network, its compiled eval step and the eval summaries."""
+
+    def __init__(self, eval_params, paths, eval_dir):
+        self.eval_params = eval_params
+        self.paths = paths
+        self.params = variables.create_variables(model.variable_specs(), seed=0)
+        self.writer = tf.summary.create_file_writer(eval_dir)
+        self.batch_callbacks = keras.callbacks.CallbackList(
+            step_summaries.eval_summaries(self.writer))
+        self.precision_callback = step_summaries.precision_summary(self.writer)
+        dtype = tf.float16 if eval_params.use_fp16 else tf.float32
+        self._eval_batch = tf.function(
+            lambda images, labels: self._forward(images, labels, dtype))
+
+    def _forward(self, images, labels, dtype):
+        logits, activations = model.inference(images, self.params, dtype)
+        return model.correct_count(logits, labels), activations
+
+    def __call__(self, checkpoint_path):
+        """Evaluates one checkpoint; returns an ``eval_loop.Evaluation``."""
+        checkpoints.assign_from(checkpoint_path, {
+            checkpoints.moving_average_name(name): var
+            for name, var in self.params.items()})
+        step = eval_loop.checkpoint_step(checkpoint_path)
+        dataset = cifar10_input.eval_dataset(
+            self.paths, self.eval_params.num_examples, self.eval_params.batch_size)
+        true_count = num_examples = 0
+        for batch, (images, labels) in enumerate(dataset):
+            correct, activations = self._eval_batch(images, labels)
+            true_count += int(correct)
+            num_examples += int(labels.shape[0])
+            if batch == 0:
+                self.batch_callbacks.on_test_batch_end(0, {
+                    "global_step": step, "images": images,
+                    "activations": TensorGroup(activations)})
+        result = eval_loop.Evaluation(checkpoint_path, step, num_examples,
+                                      true_count)
+        progress.say(progress.precision_at_1_line(result.precision))
+        self.precision_callback.on_test_batch_end(
+            0, {"global_step": step, "precision": result.precision})
+        self.writer.flush()
+        return result
+
+
+def run_evaluation(eval_params, paths, checkpoint_dir, eval_dir, run_once,
+                   interval_secs, max_wait_secs):
+    """Evaluates as ``eval_loop.evaluate_checkpoints`` says; returns results."""
+    evaluator = Evaluator(eval_params, paths, eval_dir)
+    try:
+        return eval_loop.evaluate_checkpoints(
+            checkpoint_dir, evaluator, run_once=run_once,
+            interval_secs=interval_secs, max_wait_secs=max_wait_secs)
+    finally:
+        evaluator.writer.close()

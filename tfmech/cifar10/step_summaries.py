@@ -1,0 +1,71 @@
+"""What the CIFAR-10 tutorial draws, as lists of summary callbacks.
+
+Both drivers use these lists. The v2 driver hands them to its TrainLoop,
+which calls them with each recorded step's logs; the v1 driver builds their
+ops into its graph (``tfmech.callbacks.in_graph``) from the same logs as
+graph tensors. So a v1 and a v2 run write the same tags by construction:
+
+* scalars: ``<layer>/sparsity``; ``<layer>/weight_loss``,
+  ``cross_entropy`` and ``total_loss``, each beside its ``(raw)`` value
+  (``MovingAverageLosses``); ``learning_rate``; ``global_step/sec``;
+* histograms: ``<layer>/activations``, ``<layer>/weights`` and
+  ``<layer>/biases``, and ``<variable>/gradients``;
+* images: ``images``, three of the training crops.
+"""
+
+from tfmech import summaries
+from tfmech.callbacks import ActivationSummaries
+from tfmech.callbacks import GradientHistograms
+from tfmech.callbacks import ImageSummaries
+from tfmech.callbacks import MovingAverageLosses
+from tfmech.callbacks import ScalarSummaries
+from tfmech.callbacks import VariableSummaries
+from tfmech.cifar10 import model
+
+IMAGES_PER_SUMMARY = 3    # tf.summary.image's default max_outputs in TF1
+
+
+def loss_averages(writer, every_n_steps):
+    """The moving averages of the loss terms (updated every step)."""
+    return MovingAverageLosses(writer, loss_names=model.LOSS_NAMES,
+                               total_name=model.TOTAL_LOSS,
+                               decay=model.LOSS_AVERAGE_DECAY,
+                               every_n_steps=every_n_steps)
+
+
+def train_summaries(writer, params, every_n_steps):
+    """The callbacks that summarize a training step (losses aside)."""
+    return [
+        ActivationSummaries(writer, every_n_steps=every_n_steps, sparsity=True),
+        VariableSummaries(writer, every_n_steps=every_n_steps, variables=params,
+                          statistics=False),
+        GradientHistograms(writer, every_n_steps=every_n_steps),
+        ImageSummaries(writer, summaries.CIFAR10_IMAGES,
+                       every_n_steps=every_n_steps,
+                       max_outputs=IMAGES_PER_SUMMARY, normalize=True),
+        ScalarSummaries(writer, every_n_steps=every_n_steps,
+                        from_logs={summaries.LEARNING_RATE: "learning_rate"}),
+    ]
+
+
+def steps_per_second(writer, every_n_steps):
+    """``global_step/sec``, the training speed (MonitoredTrainingSession's)."""
+    return ScalarSummaries(writer, every_n_steps=every_n_steps,
+                           from_logs={summaries.GLOBAL_STEP_PER_SEC:
+                                      "steps_per_sec"})
+
+
+def eval_summaries(writer):
+    """What one evaluation writes: the first batch's activations and images,
+    and the precision over all of them."""
+    return [
+        ActivationSummaries(writer, sparsity=True, on="test"),
+        ImageSummaries(writer, summaries.CIFAR10_IMAGES,
+                       max_outputs=IMAGES_PER_SUMMARY, normalize=True,
+                       on="test"),
+    ]
+
+
+def precision_summary(writer):
+    return ScalarSummaries(writer, from_logs={summaries.PRECISION_AT_1:
+                                              "precision"}, on="test")
