@@ -96,6 +96,11 @@ def read_canonical(checkpoint_path, names):
             for name in names}
 
 
+def global_step_of(checkpoint_path):
+    """The ``global_step`` stored in a v1 or v2 checkpoint, as an int."""
+    return int(read_canonical(checkpoint_path, ["global_step"])["global_step"])
+
+
 def v1_saver_for(checkpoint_path, variables):
     """A v1 Saver that restores ``variables`` (canonical name -> variable) from
     ``checkpoint_path`` whichever API wrote it."""

@@ -1,6 +1,6 @@
 """When cifar10_eval evaluates: once, or each new checkpoint as it appears.
 
-Shared by both eval drivers, which supply ``evaluate(checkpoint_path)``.
+Shared by both eval drivers, which supply ``evaluate(checkpoint_path, step)``.
 The original slept ``eval_interval_secs`` between evaluations forever and
 evaluated whatever was newest, even twice; this loop evaluates each new
 checkpoint once, says when it is waiting, and can be bounded
@@ -13,17 +13,14 @@ import tensorflow as tf
 
 from tfmech import checkpoints
 from tfmech import progress
-from tfmech import variables
 
 
 class NoCheckpointError(RuntimeError):
     """No checkpoint appeared in the checkpoint directory in time."""
 
 
-def checkpoint_step(checkpoint_path):
-    """The global step stored in a checkpoint of either API."""
-    return int(checkpoints.read_canonical(
-        checkpoint_path, [variables.GLOBAL_STEP])[variables.GLOBAL_STEP])
+def evaluating_line(checkpoint_path, step):
+    return "Evaluating %s (global step %d)" % (checkpoint_path, step)
 
 
 def waiting_line(checkpoint_dir, max_wait_secs):
@@ -39,7 +36,7 @@ def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
 
     Args:
       checkpoint_dir: the training run's directory (either API).
-      evaluate: ``evaluate(checkpoint_path) -> result``.
+      evaluate: ``evaluate(checkpoint_path, global_step) -> result``.
       run_once: evaluate the newest checkpoint and return.
       interval_secs: seconds between looks for a new checkpoint.
       max_wait_secs: give up after this long without a new checkpoint
@@ -58,7 +55,9 @@ def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
     while True:
         latest = tf.train.latest_checkpoint(checkpoint_dir)
         if latest is not None and latest != evaluated:
-            results.append(evaluate(latest))
+            step = checkpoints.global_step_of(latest)
+            progress.say(evaluating_line(latest, step))
+            results.append(evaluate(latest, step))
             evaluated = latest
             if run_once:
                 return results

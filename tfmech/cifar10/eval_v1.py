@@ -68,10 +68,9 @@ class Graph:
                                                             averages)
         return self._savers[layout]
 
-    def evaluate(self, sess, checkpoint_path):
+    def evaluate(self, sess, checkpoint_path, step):
         """Counts the correct predictions of one checkpoint's averages."""
         saver = self.saver_for(checkpoint_path)
-        step = eval_loop.checkpoint_step(checkpoint_path)
         saver.restore(sess, checkpoint_path)
         sess.run(self.iterator_init)
         true_count = num_examples = 0
@@ -102,6 +101,6 @@ def run_evaluation(eval_params, paths, checkpoint_dir, eval_dir, run_once,
         with tf.compat.v1.Session() as sess:
             sess.run(graph.writer_init)
             return eval_loop.evaluate_checkpoints(
-                checkpoint_dir, lambda path: graph.evaluate(sess, path),
+                checkpoint_dir, lambda path, step: graph.evaluate(sess, path, step),
                 run_once=run_once, interval_secs=interval_secs,
                 max_wait_secs=max_wait_secs)

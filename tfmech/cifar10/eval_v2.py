@@ -39,12 +39,11 @@ class Evaluator:
         logits, activations = model.inference(images, self.params, dtype)
         return model.correct_count(logits, labels), activations
 
-    def __call__(self, checkpoint_path):
+    def __call__(self, checkpoint_path, step):
         """Evaluates one checkpoint; returns an ``eval_loop.Evaluation``."""
         checkpoints.assign_from(checkpoint_path, {
             checkpoints.moving_average_name(name): var
             for name, var in self.params.items()})
-        step = eval_loop.checkpoint_step(checkpoint_path)
         dataset = cifar10_input.eval_dataset(
             self.paths, self.eval_params.num_examples, self.eval_params.batch_size)
         true_count = num_examples = 0

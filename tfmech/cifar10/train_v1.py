@@ -222,14 +222,6 @@ class CheckpointHook(_StepHook):
         self._saved_step = self.step
 
 
-def restored_step(latest):
-    """The global step stored in checkpoint ``latest`` (0 without one)."""
-    if latest is None:
-        return 0
-    return int(checkpoints.read_canonical(latest, [variables.GLOBAL_STEP])[
-        variables.GLOBAL_STEP])
-
-
 def write_graph(train_dir, graph):
     """Puts the training graph in ``train_dir`` for the Graphs tab.
 
@@ -251,7 +243,7 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False):
     os.makedirs(train_dir, exist_ok=True)
     # Refuse another API's train_dir before this run writes anything there.
     latest = checkpoints.latest_checkpoint(train_dir, api="v1")
-    record.start_step = restored_step(latest)
+    record.start_step = 0 if latest is None else checkpoints.global_step_of(latest)
     if record.start_step >= hparams.max_steps:
         progress.say(progress.nothing_to_train_line(record.start_step,
                                                     hparams.max_steps))
