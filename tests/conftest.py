@@ -122,3 +122,17 @@ def small_cifar10_dir(tmp_path_factory):
     from tfmech.data import cifar10
     return cifar10.write_generated_batches(
         tmp_path_factory.mktemp("small_cifar10"))
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    """One local HTTP server per test module: starting threads is slow."""
+    from tests import local_http
+    yield from local_http.running_server()
+
+
+@pytest.fixture
+def server(running_server):
+    """The module's server with an empty route table and request log."""
+    from tests import local_http
+    return local_http.cleared(running_server)

@@ -17,7 +17,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from tests.test_download import LocalServer, sha256
+from tests.local_http import sha256
 from tfmech.data import archive
 from tfmech.data import cifar10
 from tfmech.data.cifar10 import (ALL_FILES, BATCHES_DIR, RECORD_BYTES,
@@ -338,25 +338,6 @@ def test_generated_batches_never_overwrite_real_data(tmp_path):
 
 # ---------------------------------------------------------------------------
 # Download and extraction against a local HTTP server
-
-
-@pytest.fixture(scope="module")
-def running_server():
-    local = LocalServer()
-    local.thread.start()
-    try:
-        yield local
-    finally:
-        local.httpd.shutdown()
-        local.httpd.server_close()
-        local.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server(running_server):
-    running_server.httpd.routes.clear()
-    running_server.httpd.requests.clear()
-    return running_server
 
 
 @pytest.fixture(scope="module")

@@ -6,88 +6,16 @@ Content-Length larger than the body, corrupted bytes, 404s).
 """
 
 import gzip
-import hashlib
-import http.server
 import os
 import re
 import socket
-import threading
 
 import numpy as np
 import pytest
 
+from tests.local_http import sha256
 from tfmech.data import mnist
 from tfmech.data.download import DownloadError, download, maybe_download
-
-
-class _Route:
-    """What the server answers for one path."""
-
-    def __init__(self, body, status=200, extra_length=0):
-        self.body = body
-        self.status = status
-        self.extra_length = extra_length   # > 0 promises more than is sent
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        route = self.server.routes.get(self.path)
-        if route is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(route.status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length",
-                         str(len(route.body) + route.extra_length))
-        self.end_headers()
-        self.wfile.write(route.body)
-        # BaseHTTPRequestHandler speaks HTTP/1.0 by default: the connection
-        # closes after this, so a short body really is cut off.
-
-    def log_message(self, format, *args):
-        pass
-
-
-class LocalServer:
-    def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                     _Handler)
-        self.httpd.routes = {}
-        self.httpd.requests = []
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-
-    def serve(self, path, body, **kwargs):
-        self.httpd.routes[path] = _Route(body, **kwargs)
-        return self.url + path
-
-    @property
-    def requests(self):
-        return self.httpd.requests
-
-
-@pytest.fixture(scope="module")
-def running_server():
-    """One server for the module: starting and stopping threads is slow."""
-    local = LocalServer()
-    local.thread.start()
-    try:
-        yield local
-    finally:
-        local.httpd.shutdown()
-        local.httpd.server_close()
-        local.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server(running_server):
-    """The shared server with an empty route table and request log."""
-    running_server.httpd.routes.clear()
-    running_server.httpd.requests.clear()
-    return running_server
 
 
 def small_labels_idx(count=300):
@@ -95,10 +23,6 @@ def small_labels_idx(count=300):
     labels = np.arange(count, dtype=np.uint8) % 10
     raw = b"\x00\x00\x08\x01" + count.to_bytes(4, "big") + labels.tobytes()
     return raw, gzip.compress(raw, compresslevel=9, mtime=12345)
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def assert_nothing_left(directory, name):
