@@ -15,11 +15,16 @@ setup(
         "tensorflow>=2.21,<2.22",
         "tensorboard>=2.21,<2.22",
         "tensorflow-datasets>=4.9",
+        # tensorflow-datasets imports it on its download path without
+        # declaring it (tensorflow/datasets#11212).
+        "importlib_resources",
         "absl-py>=1.0",
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "matplotlib>=3.5"],
+        # compare_runs --plot.
+        "plot": ["matplotlib>=3.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
 )

@@ -2,40 +2,11 @@
 
 v1 summaries (``simple_value`` scalars, v1 histograms/images) are migrated to
 their TF2 form with TensorBoard's own ``data_compat``, so one reader sees v1
-and v2 runs alike: (tag, plugin kind, step, value).
+and v2 runs alike: (tag, plugin kind, step, value). The reading itself is
+``tfmech.event_files``, which ``compare_runs`` uses too.
 """
 
-import pathlib
-
-from tensorboard import data_compat
-from tensorboard.backend.event_processing import event_file_loader
-from tensorboard.util import tensor_util
-
-
-def event_files(run_dir):
-    """The event files directly in ``run_dir`` (not its subdirectories)."""
-    return sorted(p for p in pathlib.Path(run_dir).iterdir()
-                  if p.is_file() and "tfevents" in p.name)
-
-
-def all_events(run_dir):
-    for path in event_files(run_dir):
-        yield from event_file_loader.EventFileLoader(str(path)).Load()
-
-
-def values(run_dir):
-    """Every summary value as (tag, kind, step, numpy value)."""
-    out = []
-    for event in all_events(run_dir):
-        if not event.HasField("summary"):
-            continue
-        for value in event.summary.value:
-            migrated = data_compat.migrate_value(value)
-            kind = migrated.metadata.plugin_data.plugin_name
-            array = tensor_util.make_ndarray(migrated.tensor) if migrated.HasField(
-                "tensor") else None
-            out.append((migrated.tag, kind, event.step, array))
-    return out
+from tfmech.event_files import all_events, event_files, values  # noqa: F401
 
 
 def tag_kinds(run_dir):

@@ -501,3 +501,18 @@ def test_skipped_steps_write_nothing(tmp_path, monkeypatch):
     callbacks.on_train_batch_end(5, loop_logs(10, rng))
     assert len(gathers) == 10
     assert event_bytes() > written
+
+
+def test_image_summaries_normalize_shows_float_images_as_tf1_did(tmp_path):
+    """TF1's levels: non-negative images scaled to max 255; signed ones with
+    0 at 128, scaled by the largest magnitude to span 127; truncated."""
+    signed = np.array([-1.0, 0.0, 0.5, 2.0], np.float32).reshape(1, 2, 2, 1)
+    positive = np.array([0.0, 1.0, 0.5, 2.0], np.float32).reshape(1, 2, 2, 1)
+    callback = ImageSummaries(str(tmp_path), "images", max_outputs=2,
+                              normalize=True)
+    callback.on_train_batch_end(0, {"global_step": 0, "images": np.concatenate(
+        [signed, positive])})
+    callback.on_train_end()
+    _, _, [card] = read_run(tmp_path)["images"]
+    pixels = [tf.io.decode_png(png).numpy().ravel().tolist() for png in card[2:]]
+    assert pixels == [[64, 128, 159, 255], [0, 127, 63, 255]]

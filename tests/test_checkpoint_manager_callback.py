@@ -138,7 +138,8 @@ def test_a_directory_of_v1_checkpoints_is_refused_untouched(tmp_path):
     assert str(error.value) == (
         f"--train_dir {tmp_path} holds checkpoints written by --api=v1 "
         f"(latest: model.ckpt-5); --api=v2 will not resume from or overwrite "
-        f"them. Use another --train_dir, or --api=v1.")
+        f"them. Use another --train_dir (with --init_checkpoint={tmp_path} to "
+        f"start from them), or --api=v1.")
     assert sorted(os.listdir(tmp_path)) == before
 
 

@@ -79,6 +79,32 @@ def test_v1_and_v2_print_the_same_losses_and_counts(small_runs):
     assert v1.evaluations["test"][1] > 300
 
 
+def test_every_split_is_evaluated_at_each_checkpoint_and_at_the_end(
+        small_runs, capsys):
+    """As the original: after every checkpoint_every-th step and the last."""
+    v1, v2 = small_runs["v1"][0], small_runs["v2"][0]
+    assert sorted(v1.evaluations_by_step) == [150, 300, 301]
+    assert v1.evaluations_by_step == v2.evaluations_by_step
+    assert v1.evaluations == v1.evaluations_by_step[301]
+    for evaluations in v1.evaluations_by_step.values():
+        assert {k: n for k, (n, _) in evaluations.items()} == {
+            "train": 1200, "validation": 300, "test": 400}
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_evaluation_lines_come_right_after_the_step_that_checkpoints(
+        api, tmp_path, capsys):
+    hparams = HParams(max_steps=25, batch_size=500, log_every=10,
+                      checkpoint_every=20)
+    run(api, tmp_path, hparams=hparams)
+    lines = capsys.readouterr().out.splitlines()
+    titles = ("Training Data Eval:", "Validation Data Eval:", "Test Data Eval:")
+    shape = [line.split(":")[0] if line.startswith("Step ") else
+             "eval" if line in titles else "count" for line in lines]
+    assert shape == ["Step 0", "Step 10", *["eval", "count"] * 3, "Step 20",
+                     *["eval", "count"] * 3]
+
+
 def test_fake_data_parity_with_partial_eval_batch(tmp_path):
     hparams = HParams(max_steps=120, batch_size=300, checkpoint_every=1000)
     v1 = run("v1", tmp_path / "v1", hparams=hparams)
@@ -165,6 +191,7 @@ def test_rerun_resumes_at_the_exact_step(api, small_mnist_dir, small_runs,
     for step in (200, 300):
         assert resumed.losses[step] == pytest.approx(
             uninterrupted.losses[step], abs=1e-5)
+    assert sorted(resumed.evaluations_by_step) == [300, 301]
     assert resumed.evaluations == uninterrupted.evaluations
 
 
@@ -194,7 +221,8 @@ def test_real_mnist_default_flags_both_apis_agree_and_reach_089(real_mnist_dir,
     assert sorted(v1.losses) == list(range(0, 2000, 100))
     for step in v1.losses:
         assert v1.losses[step] == pytest.approx(v2.losses[step], abs=1e-4), step
-    assert v1.evaluations == v2.evaluations
+    assert v1.evaluations_by_step == v2.evaluations_by_step
+    assert sorted(v1.evaluations_by_step) == [1000, 2000]
     assert {k: n for k, (n, _) in v1.evaluations.items()} == {
         "train": 55000, "validation": 5000, "test": 10000}
     test_examples, test_correct = v1.evaluations["test"]
@@ -213,4 +241,5 @@ def test_moved_train_dir_still_resumes(api, small_runs, small_mnist_dir,
     assert f"Resuming from {moved / prefix}-301 at step 301" in out
     assert "Nothing to train: already at step 301 (max_steps=301)" in out
     assert record.start_step == record.final_step == 301
+    assert sorted(record.evaluations_by_step) == [301]
     assert record.evaluations == small_runs[api][0].evaluations

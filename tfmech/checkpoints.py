@@ -11,9 +11,16 @@ one API be restored by the other.
 Moving averages keep the name TF1's ``ExponentialMovingAverage`` gave its
 shadow variables, ``conv1/weights/ExponentialMovingAverage``. A v2 object
 path cannot hang a child under a variable, so they live under a second root,
-``ema/conv1/weights``; ``v2_key`` knows both roots.
+``ema/conv1/weights``; ``v2_key`` knows both roots. The CIFAR-10 loss
+averages keep the original's names too (``ExponentialMovingAverage(0.9,
+name='avg')`` applied to the loss tensors: ``total_loss/avg``).
+
+``Entry`` describes one variable a pipeline's checkpoint holds (a layout is
+a list of them), so a checkpoint from elsewhere can be checked before it is
+used; see ``tfmech.init_checkpoint``.
 """
 
+import dataclasses
 import os
 
 import tensorflow as tf
@@ -23,6 +30,8 @@ V2_PREFIX = "ckpt"
 V2_MODEL_ROOT = "model"
 V2_EMA_ROOT = "ema"
 EMA_SUFFIX = "/ExponentialMovingAverage"
+LOSS_AVERAGE_SUFFIX = "/avg"
+RAW_LOSS_SUFFIX = "/raw"
 _V2_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -56,13 +65,60 @@ def latest_checkpoint(train_dir, api):
             f"--train_dir {train_dir} holds checkpoints written by "
             f"--api={found or 'unknown'} (latest: {os.path.basename(latest)}); "
             f"--api={api} will not resume from or overwrite them. Use another "
-            f"--train_dir, or --api={found}.")
+            f"--train_dir (with --init_checkpoint={train_dir} to start from "
+            f"them), or --api={found}.")
     return latest
 
 
 def moving_average_name(name):
     """``conv1/weights`` -> ``conv1/weights/ExponentialMovingAverage`` (TF1's)."""
     return name + EMA_SUFFIX
+
+
+def loss_average_name(loss_name):
+    """``total_loss`` -> ``total_loss/avg``: the shadow variable the original
+    CIFAR-10 program's ``ExponentialMovingAverage(0.9, name='avg')`` made."""
+    return loss_name + LOSS_AVERAGE_SUFFIX
+
+
+def raw_loss_name(loss_name):
+    """``total_loss`` -> ``total_loss/raw``: tfmech's copy of the last raw
+    value (the original kept none, so its checkpoints lack these)."""
+    return loss_name + RAW_LOSS_SUFFIX
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One variable of a pipeline's checkpoint, for checking others against.
+
+    Attributes:
+      name: canonical name.
+      shape: the shape this run gives it.
+      dtype: its dtype name ("float32", "int64").
+      optional: it may be missing from a checkpoint made elsewhere and then
+        starts at zero (loss averages, raw values); every model variable,
+        moving average and ``global_step`` is required.
+      set_by: the flags (without dashes) its shape follows, for the error
+        message when a checkpoint's shape differs (``("hidden1",)``).
+    """
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+    optional: bool = False
+    set_by: tuple = ()
+
+
+def entries_of(specs, name_of=lambda name: name):
+    """Required float32 entries for ``VariableSpec``s (named ``name_of(name)``,
+    e.g. ``moving_average_name`` for their shadows)."""
+    return [Entry(name_of(spec.name), tuple(spec.shape), set_by=spec.set_by)
+            for spec in specs]
+
+
+def global_step_entry():
+    """``global_step``, int64, required: it says where a run continues."""
+    return Entry("global_step", (), "int64")
 
 
 def _v2_root_and_path(name):

@@ -4,7 +4,10 @@
     python -m tfmech.cifar10_eval      # watch --checkpoint_dir
 
 Flags keep the names and defaults of the original cifar10_eval.py. Either
-API evaluates checkpoints written by either API.
+API evaluates checkpoints written by either API, or by the original
+cifar10_train.py; --api=v1 --from_meta_graph evaluates the graph stored
+beside each v1 checkpoint without building the model. TensorFlow's own log
+lines are hidden; -v 0 shows them.
 """
 
 from absl import app
@@ -37,13 +40,24 @@ flags.DEFINE_integer(
     "max_wait_secs", None,
     "Stop after waiting this long for a new checkpoint (default: wait "
     "forever; with --run_once: do not wait).", lower_bound=0)
+flags.DEFINE_boolean(
+    "from_meta_graph", False,
+    "With --api=v1: build no model; import each checkpoint's .meta graph "
+    "(written by cifar10_train --api=v1) and evaluate its 'logits' fed with "
+    "the crops through its 'input_images'.")
+flags.register_multi_flags_validator(
+    ["from_meta_graph", "api"],
+    lambda values: not values["from_meta_graph"] or values["api"] == "v1",
+    message="--from_meta_graph needs --api=v1 (a .meta file holds a TF1 graph)")
+flags.adopt_module_key_flags(tfmech_flags)
 
 
 def eval_params_from_flags():
     return EvalParams(eval_data=FLAGS.eval_data,
                       num_examples=FLAGS.num_examples,
                       batch_size=FLAGS.batch_size,
-                      use_fp16=FLAGS.use_fp16)
+                      use_fp16=FLAGS.use_fp16,
+                      from_meta_graph=FLAGS.from_meta_graph)
 
 
 def eval_files_or_exit(batches_dir, num_examples, eval_data):

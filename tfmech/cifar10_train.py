@@ -4,7 +4,10 @@
     tensorboard --logdir /tmp/cifar10_train
 
 Flags keep the names and defaults of the original cifar10_train.py. Running
-it again on the same --train_dir resumes at the newest checkpoint's step.
+it again on the same --train_dir resumes at the newest checkpoint's step;
+--init_checkpoint starts a new --train_dir from another checkpoint, e.g. one
+the original program wrote. TensorFlow's own log lines are hidden; -v 0
+shows them.
 """
 
 from absl import app
@@ -38,6 +41,8 @@ tfmech_flags.define_positive_integer(
 flags.DEFINE_integer("save_checkpoint_steps", None,
                      "Write a checkpoint every N steps instead of every "
                      "--save_checkpoint_secs seconds.", lower_bound=1)
+tfmech_flags.define_init_checkpoint()
+flags.adopt_module_key_flags(tfmech_flags)
 
 
 def hparams_from_flags():
@@ -59,8 +64,13 @@ def main(argv):
     hparams = hparams_from_flags()
     batches_dir = tfmech_flags.read_cifar10_or_exit(PROGRAM)
     driver = tfmech_flags.driver_module("cifar10")
+    from tfmech import init_checkpoint
     from tfmech.checkpoints import CheckpointMismatchError
+    from tfmech.cifar10 import model
     try:
+        init_checkpoint.prepare_train_dir(FLAGS.train_dir, FLAGS.api,
+                                          model.checkpoint_layout(),
+                                          FLAGS.init_checkpoint)
         driver.run_training(hparams, batches_dir, FLAGS.train_dir,
                             log_device_placement=FLAGS.log_device_placement)
     except CheckpointMismatchError as error:

@@ -42,6 +42,18 @@ def report_splits(data_sets, batch_size, correct_in_batch):
     return results
 
 
+def evaluation_steps(start_step, max_steps, every):
+    """The global steps after which Mechanics 101 evaluates every split.
+
+    As the original: after every ``every``-th step and after the last one
+    (both when it checkpoints). A resumed run starts counting at
+    ``start_step``; one with nothing left to train still evaluates once, at
+    the step it is at.
+    """
+    first = (start_step // every + 1) * every
+    return list(range(first, max_steps, every)) + [max(start_step, max_steps)]
+
+
 def skip_batches(data_set, batch_size, count):
     """Advances a training split by ``count`` batches without using them.
 

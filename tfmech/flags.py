@@ -5,6 +5,12 @@ turn the flags into plain arguments (a frozen HParams, directories) so the
 library never depends on absl flags. Validators run when absl parses the
 command line, so a bad value stops the program with a usage error before
 any data is read or any file is written.
+
+The flags are defined here, so absl counts them as this module's; every
+binary calls ``flags.adopt_module_key_flags(tfmech.flags)`` so that its
+``--help`` lists them (absl's short help shows only the main module's key
+flags), together with absl's ``-v``/``--verbosity``, declared key below
+because it is how a user brings TensorFlow's log lines back.
 """
 
 import importlib
@@ -13,8 +19,12 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging  # noqa: F401  (defines --verbosity)
 
+from tfmech import console
 from tfmech.data import default_data_dir
+
+flags.declare_key_flag("verbosity")
 
 APIS = ("v1", "v2")
 DATA_SOURCES = ("files", "tfds")
@@ -44,7 +54,8 @@ def define_mnist_input():
                          "Use generated data instead of MNIST (for tests).")
     flags.DEFINE_enum("data_source", "files", DATA_SOURCES,
                       "files: the IDX files in --data_dir; tfds: "
-                      "tensorflow-datasets' mnist.")
+                      "tensorflow-datasets' mnist, downloaded and prepared "
+                      "under --data_dir/tfds.")
 
 
 def define_cifar10_input():
@@ -58,11 +69,34 @@ def define_cifar10_input():
     flags.DEFINE_alias("input_data_dir", "data_dir")
     flags.DEFINE_enum("data_source", "files", DATA_SOURCES,
                       "files: the binary batches in --data_dir; tfds: "
-                      "tensorflow-datasets' cifar10, written once as binary "
-                      "batches under --data_dir/tfds.")
+                      "tensorflow-datasets' cifar10 (downloaded and prepared "
+                      "under --data_dir/tfds), written once as binary "
+                      "batches there.")
     flags.DEFINE_boolean("use_fp16", False,
                          "Compute in float16 (variables stay float32). On a "
                          "CPU this is several times slower; for GPUs.")
+
+
+def define_init_checkpoint():
+    """``--init_checkpoint``: start a new --train_dir from another checkpoint."""
+    flags.DEFINE_string(
+        "init_checkpoint", None,
+        "Start a new --train_dir from this checkpoint, at its global step: a "
+        "checkpoint prefix (e.g. /tmp/old/model.ckpt-999) or a directory (its "
+        "newest checkpoint), written by the original TF1 program or by "
+        "either --api. Not used when --train_dir already holds checkpoints "
+        "(the run resumes from those).")
+
+
+def start_tensorflow():
+    """Imports TensorFlow with the console as quiet as ``-v`` asks.
+
+    Called where a binary first needs TensorFlow (the driver, the tfds
+    source), after the flags and the data files were checked.
+    """
+    verbosity = flags.FLAGS.verbosity if flags.FLAGS["verbosity"].present else None
+    console.configure(verbosity)
+    console.import_tensorflow()
 
 
 def read_cifar10_or_exit(program):
@@ -70,6 +104,8 @@ def read_cifar10_or_exit(program):
     a bad file or a failed download ends the program with one line."""
     from tfmech.data import cifar10
     from tfmech.data.download import DownloadError
+    if flags.FLAGS.data_source == "tfds":
+        start_tensorflow()
     try:
         return cifar10.prepare(flags.FLAGS.data_dir,
                                source=flags.FLAGS.data_source)
@@ -126,6 +162,8 @@ def read_mnist_or_exit(program):
     """
     from tfmech.data import mnist
     from tfmech.data.download import DownloadError
+    if flags.FLAGS.data_source == "tfds" and not flags.FLAGS.fake_data:
+        start_tensorflow()
     try:
         return mnist.read_data_sets(
             flags.FLAGS.data_dir, fake_data=flags.FLAGS.fake_data,
@@ -140,5 +178,6 @@ def driver_module(pipeline, role="train"):
     Only the chosen driver is imported: its TensorFlow start-up happens after
     flags and data were checked.
     """
+    start_tensorflow()
     return importlib.import_module(
         "tfmech.%s.%s_%s" % (pipeline, role, flags.FLAGS.api))

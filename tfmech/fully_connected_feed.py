@@ -3,6 +3,9 @@
     python -m tfmech.fully_connected_feed [--api=v1|v2] [--max_steps=2000] ...
 
 Flags keep the names and defaults of the original fully_connected_feed.py.
+--init_checkpoint starts a new --train_dir from another checkpoint, e.g. one
+the original program wrote. TensorFlow's own log lines are hidden; -v 0
+shows them.
 """
 
 from absl import app
@@ -31,6 +34,8 @@ flags.register_validator(
 tfmech_flags.define_output_dir("train_dir", "/tmp/tensorflow/mnist/logs/fully_connected_feed",
                     "Directory for event files and checkpoints; a run on a "
                     "directory with checkpoints resumes from the newest.")
+tfmech_flags.define_init_checkpoint()
+flags.adopt_module_key_flags(tfmech_flags)
 
 
 def hparams_from_flags():
@@ -49,8 +54,14 @@ def main(argv):
     hparams = hparams_from_flags()
     data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
     driver = tfmech_flags.driver_module("mechanics101")
+    from tfmech import init_checkpoint
     from tfmech.checkpoints import CheckpointMismatchError
+    from tfmech.mechanics101 import model
     try:
+        init_checkpoint.prepare_train_dir(
+            FLAGS.train_dir, FLAGS.api,
+            model.checkpoint_layout(hparams.hidden1, hparams.hidden2),
+            FLAGS.init_checkpoint)
         driver.run_training(hparams, data_sets, FLAGS.train_dir)
     except CheckpointMismatchError as error:
         tfmech_flags.exit_with_error(PROGRAM, error)

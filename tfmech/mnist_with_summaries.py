@@ -5,7 +5,8 @@
 
 Flags keep the names and defaults of the original mnist_with_summaries.py.
 Unlike the original, an existing --summaries_dir is never deleted: a run
-refuses a directory that already holds event files.
+refuses a directory that already holds event files. TensorFlow's own log
+lines are hidden; -v 0 shows them.
 """
 
 import os
@@ -32,12 +33,18 @@ flags.register_validator(
 tfmech_flags.define_output_dir("summaries_dir",
                     "/tmp/tensorflow/mnist/logs/mnist_with_summaries",
                     "Summaries log directory (train/ and test/ runs).")
+flags.adopt_module_key_flags(tfmech_flags)
+flags.DEFINE_boolean("projector", False,
+                     "After training, write layer1's activations for the "
+                     "first 1000 test digits, with their labels and a sprite, "
+                     "to <summaries_dir>/train for TensorBoard's Projector.")
 
 
 def hparams_from_flags():
     """The run's hyperparameters as a frozen value (flags stop here)."""
     return HParams(max_steps=FLAGS.max_steps, learning_rate=FLAGS.learning_rate,
-                   dropout=FLAGS.dropout, seed=FLAGS.seed)
+                   dropout=FLAGS.dropout, seed=FLAGS.seed,
+                   projector=FLAGS.projector)
 
 
 def earlier_event_files(summaries_dir):

@@ -59,7 +59,9 @@ class RunRecord:
     Attributes:
       losses: step -> training loss on the steps that were logged.
       accuracies: step -> test accuracy (MNIST with summaries).
-      evaluations: split -> (num_examples, true_count).
+      evaluations_by_step: global step -> {split: (num_examples,
+        true_count)}, one entry per evaluation of every split (Mechanics
+        101: every 1000th step and the last).
       start_step: the step training started from (> 0 after a resume).
       final_step: the global step when the run ended.
     """
@@ -67,9 +69,16 @@ class RunRecord:
     def __init__(self):
         self.losses = {}
         self.accuracies = {}
-        self.evaluations = {}
+        self.evaluations_by_step = {}
         self.start_step = 0
         self.final_step = 0
+
+    @property
+    def evaluations(self):
+        """The last evaluation: split -> (num_examples, true_count), or {}."""
+        if not self.evaluations_by_step:
+            return {}
+        return self.evaluations_by_step[max(self.evaluations_by_step)]
 
 
 def nothing_to_train_line(step, max_steps):

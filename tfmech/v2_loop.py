@@ -20,6 +20,15 @@ seconds per step of the call), ``steps_per_sec`` and the step function's
 outputs. A callback with an ``update_every_step(logs)`` method (e.g.
 ``MovingAverageLosses``) is also called inside the traced loop after EVERY
 step, so per-step state stays exact while only every n-th step is logged.
+
+Several devices: given a ``tf.distribute`` strategy, the loop runs the same
+``step_fn`` on every replica (``strategy.run``) with batches from a
+distributed iterator, and goes on with the FIRST local replica's logs: the
+step itself makes what must agree across replicas agree (it all-reduces its
+gradients and batch-mean losses, ``tfmech.distribute.replica_mean``), and
+per-example tensors (activations, images) are one replica's slice. The
+per-step hooks and the step counter then run once per step, in the
+cross-replica context, which updates every copy of a mirrored variable.
 """
 
 import collections.abc
@@ -35,6 +44,7 @@ from tfmech import summaries
 from tfmech.callbacks.base import TensorGroup
 
 _COUNT_SPEC = tf.TensorSpec([], tf.int32)
+_ITERATORS = (tf.data.Iterator, tf.distribute.DistributedIterator)
 
 
 def next_stop(step, max_steps, log_every, max_steps_per_call, next_save=None):
@@ -61,6 +71,13 @@ def _stack_batches(next_batch, count):
 def _as_args(element):
     """A batch as ``step_fn``'s positional arguments."""
     return element if isinstance(element, tuple) else (element,)
+
+
+def _first_replica(strategy, per_replica):
+    """The first local replica's value of each entry of ``strategy.run``'s
+    result (what that replica computed, a plain tensor)."""
+    return tf.nest.map_structure(
+        lambda value: strategy.experimental_local_results(value)[0], per_replica)
 
 
 def _callback_logs(logs):
@@ -99,10 +116,13 @@ class TrainLoop:
       log_every: in steps.
       max_steps_per_call: the most steps one tf.function call runs (also how
         often, at the least, the time policy is checked).
+      strategy: a ``tf.distribute`` strategy to run ``step_fn`` on each of
+        its replicas, or None for one device. Create the variables under its
+        ``scope()`` and pass a distributed iterator to ``run``.
     """
 
     def __init__(self, step_fn, global_step, checkpointer, callbacks=(),
-                 log_every=100, max_steps_per_call=100):
+                 log_every=100, max_steps_per_call=100, strategy=None):
         callbacks = list(callbacks)
         if any(callback is checkpointer for callback in callbacks):
             raise ValueError(
@@ -114,6 +134,7 @@ class TrainLoop:
                 "loop's global_step (CheckpointManagerCallback(..., "
                 "step_counter=global_step))")
         self._step_fn = step_fn
+        self._strategy = strategy
         self._global_step = global_step
         self.checkpointer = checkpointer
         self.callbacks = keras.callbacks.CallbackList(callbacks)
@@ -136,12 +157,18 @@ class TrainLoop:
 
     def _step(self, batch):
         """One step, its per-step hooks, and the step count."""
-        logs = self._step_fn(*batch)
+        if self._strategy is None:
+            logs = self._step_fn(*batch)
+        else:
+            logs = _first_replica(self._strategy,
+                                  self._strategy.run(self._step_fn,
+                                                     args=tuple(batch)))
         for hook in self._step_hooks:
             hook(logs)
         # Only once the batch exists: when the iterator runs out, the count
         # (which depends on nothing else) must not run ahead of the weights.
-        with tf.control_dependencies(tf.nest.flatten(batch)):
+        with tf.control_dependencies(tf.nest.flatten(batch,
+                                                     expand_composites=True)):
             self._global_step.assign_add(1)
         return logs
 
@@ -161,7 +188,14 @@ class TrainLoop:
 
     def _runner(self, data):
         """``run_steps(count) -> logs`` for either kind of input."""
-        if isinstance(data, tf.data.Iterator):
+        if self._strategy is not None and not isinstance(
+                data, tf.distribute.DistributedIterator):
+            # strategy.run would hand every replica the whole batch.
+            raise TypeError(
+                f"TrainLoop.run: with a strategy, data must be a distributed "
+                f"iterator (iter(strategy.distribute_datasets_from_function("
+                f"...))), got {type(data).__name__}")
+        if isinstance(data, _ITERATORS):
             # The count as a tensor: calls of any length share one trace.
             return lambda count: self._run_iterator(
                 data, tf.constant(count, _COUNT_SPEC.dtype))
@@ -185,7 +219,10 @@ class TrainLoop:
             iterator input, the iterator (nothing is drawn from it) or its
             dataset. Either way this is the function ``run`` then calls.
         """
-        if isinstance(example, (tf.data.Iterator, tf.data.Dataset)):
+        if isinstance(example, tf.distribute.DistributedIterator):
+            concrete = self._run_iterator.get_concrete_function(
+                example, _COUNT_SPEC)
+        elif isinstance(example, (tf.data.Iterator, tf.data.Dataset)):
             concrete = self._run_iterator.get_concrete_function(
                 tf.data.IteratorSpec(example.element_spec), _COUNT_SPEC)
         else:

@@ -21,7 +21,9 @@ class VariableSpec:
     """One model variable: canonical name, shape and how it starts.
 
     ``initializer`` is "truncated_normal" (mean 0, ``stddev``) or "constant"
-    (every element ``value``).
+    (every element ``value``). ``set_by`` names the flags the shape follows
+    (``("hidden1",)``), so an error about a checkpoint of another shape can
+    say which flag to change.
     """
 
     name: str
@@ -29,6 +31,7 @@ class VariableSpec:
     initializer: str = "constant"
     stddev: float = 0.0
     value: float = 0.0
+    set_by: tuple = ()
 
     def __post_init__(self):
         if self.initializer not in ("truncated_normal", "constant"):

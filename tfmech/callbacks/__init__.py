@@ -12,6 +12,7 @@ from tfmech.callbacks.activation_summaries import ActivationSummaries
 from tfmech.callbacks.base import (MissingLogKeyError, PeriodicSummary,
                                    TensorGroup, file_writer)
 from tfmech.callbacks.checkpoint_manager import CheckpointManagerCallback
+from tfmech.callbacks.embedding_projector import EmbeddingProjector
 from tfmech.callbacks.gradient_histograms import GradientHistograms
 from tfmech.callbacks.image_summaries import ImageSummaries
 from tfmech.callbacks.moving_average_losses import MovingAverageLosses
@@ -21,6 +22,7 @@ from tfmech.callbacks.variable_summaries import VariableSummaries
 __all__ = [
     "ActivationSummaries",
     "CheckpointManagerCallback",
+    "EmbeddingProjector",
     "GradientHistograms",
     "ImageSummaries",
     "MissingLogKeyError",

@@ -27,9 +27,9 @@ class ImageSummaries(PeriodicSummary):
       image_shape: (height, width, channels) to reshape flat inputs to,
         e.g. (28, 28, 1) for MNIST; None when they are already [N, H, W, C].
       probe_images: a fixed batch of images to show when logs has none.
-      normalize: stretch each image linearly from its own min..max to
-        [0, 1], as TF1's ``tf.summary.image`` did for float images; TF2's
-        clips to [0, 1], which turns standardized images into blots.
+      normalize: scale each float image as TF1's ``tf.summary.image`` did
+        (see ``_stretch_each_image``); TF2's clips to [0, 1], which turns
+        standardized images into blots.
     """
 
     def __init__(self, writer, tag, every_n_steps=1, max_outputs=10,
@@ -69,8 +69,19 @@ class ImageSummaries(PeriodicSummary):
 
 
 def _stretch_each_image(images):
-    """Maps each image of [N, H, W, C] linearly onto [0, 1] (flat ones to 0)."""
+    """Maps each float image of [N, H, W, C] to [0, 1] as TF1 displayed it.
+
+    tf.compat.v1's image summary scaled an all-non-negative image so its
+    largest value became 255, and otherwise put 0 at 128 and scaled by the
+    largest absolute value so it spans 127; then it truncated to integers.
+    The same levels here, divided by 255 (exact in the uint8 conversion).
+    """
     images = tf.cast(images, tf.float32)
     low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
     high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-    return tf.math.divide_no_nan(images - low, high - low)
+    signed = low < 0
+    largest = tf.where(signed, tf.maximum(-low, high), high)
+    scale = tf.math.divide_no_nan(tf.where(signed, 127.0, 255.0), largest)
+    offset = tf.where(signed, 128.0, 0.0)
+    levels = tf.clip_by_value(tf.floor(images * scale + offset), 0.0, 255.0)
+    return levels / 255.0

@@ -41,6 +41,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from tfmech import checkpoints
 from tfmech import summaries
 from tfmech.callbacks.base import MissingLogKeyError, PeriodicSummary
 
@@ -125,8 +126,11 @@ class MovingAverageLosses(PeriodicSummary):
         # ExponentialMovingAverage's float32 ``1.0 - decay`` (see the module
         # docstring); IEEE subtraction rounds the same in numpy and in TF.
         self._one_minus_decay = np.float32(1.0) - np.float32(self.decay)
-        self._averages = {name: _scalar_variable(f"{name}/avg") for name in names}
-        self._raw = {name: _scalar_variable(f"{name}/raw") for name in names}
+        self._averages = {
+            name: _scalar_variable(checkpoints.loss_average_name(name))
+            for name in names}
+        self._raw = {name: _scalar_variable(checkpoints.raw_loss_name(name))
+                     for name in names}
         self._wrapped = None  # (model, what to restore) while wrapped
 
     @property
@@ -136,7 +140,7 @@ class MovingAverageLosses(PeriodicSummary):
         Put these in the checkpoint so a resumed run continues the curves
         instead of starting again from 0.
         """
-        return {f"{name}/avg": variable
+        return {checkpoints.loss_average_name(name): variable
                 for name, variable in self._averages.items()}
 
     def checkpoint_variables(self):
@@ -144,7 +148,8 @@ class MovingAverageLosses(PeriodicSummary):
         last raw values (``<name>/raw``) so that a v1 Session that restores
         instead of initializing finds every variable of this callback set."""
         return {**self.averages,
-                **{f"{name}/raw": variable for name, variable in self._raw.items()}}
+                **{checkpoints.raw_loss_name(name): variable
+                   for name, variable in self._raw.items()}}
 
     # Updating, on every step.
 

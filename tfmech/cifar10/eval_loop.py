@@ -80,6 +80,19 @@ def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
         sleep(pause)
 
 
+def evaluate_and_close(evaluator, checkpoint_dir, run_once, interval_secs,
+                       max_wait_secs):
+    """``evaluate_checkpoints`` with an eager evaluator, then closes the
+    summary writer it opened (``evaluator.writer``, None until it wrote)."""
+    try:
+        return evaluate_checkpoints(
+            checkpoint_dir, evaluator, run_once=run_once,
+            interval_secs=interval_secs, max_wait_secs=max_wait_secs)
+    finally:
+        if evaluator.writer is not None:
+            evaluator.writer.close()
+
+
 class Evaluation:
     """What one evaluation found: the step and the counts."""
 

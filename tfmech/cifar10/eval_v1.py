@@ -9,7 +9,12 @@ evaluation (so one event file grows in ``eval_dir``); re-initializing the
 iterator starts each pass at the first example.
 
 Summaries are TF2 ops built into the graph by the same callbacks eval_v2.py
-calls, so both APIs write the same tags at the checkpoint's step.
+calls, so both APIs write the same tags at the checkpoint's step. The
+summary writer is initialized at the first evaluation, so a run that finds
+no checkpoint leaves no empty event file.
+
+``EvalParams.from_meta_graph`` evaluates without building the model:
+see ``eval_meta_graph``.
 """
 
 import tensorflow as tf
@@ -19,6 +24,7 @@ from tfmech import progress
 from tfmech import variables
 from tfmech.callbacks.in_graph import build_summary_ops
 from tfmech.cifar10 import eval_loop
+from tfmech.cifar10 import eval_meta_graph
 from tfmech.cifar10 import model
 from tfmech.cifar10 import step_summaries
 from tfmech.data import cifar10_input
@@ -50,6 +56,7 @@ class Graph:
             self.step, {"precision": self.precision})
         self.writer_init = self.writer.init()
         self.writer_flush = self.writer.flush()
+        self._writer_ready = False
         self._savers = {}
 
     def saver_for(self, checkpoint_path):
@@ -72,6 +79,9 @@ class Graph:
         """Counts the correct predictions of one checkpoint's averages."""
         saver = self.saver_for(checkpoint_path)
         saver.restore(sess, checkpoint_path)
+        if not self._writer_ready:
+            sess.run(self.writer_init)
+            self._writer_ready = True
         sess.run(self.iterator_init)
         true_count = num_examples = 0
         # The first batch's activations and images are summarized.
@@ -96,10 +106,13 @@ class Graph:
 def run_evaluation(eval_params, paths, checkpoint_dir, eval_dir, run_once,
                    interval_secs, max_wait_secs):
     """Evaluates as ``eval_loop.evaluate_checkpoints`` says; returns results."""
+    if eval_params.from_meta_graph:
+        return eval_meta_graph.run_evaluation(
+            eval_params, paths, checkpoint_dir, eval_dir, run_once=run_once,
+            interval_secs=interval_secs, max_wait_secs=max_wait_secs)
     with tf.Graph().as_default():
         graph = Graph(eval_params, paths, eval_dir)
         with tf.compat.v1.Session() as sess:
-            sess.run(graph.writer_init)
             return eval_loop.evaluate_checkpoints(
                 checkpoint_dir, lambda path, step: graph.evaluate(sess, path, step),
                 run_once=run_once, interval_secs=interval_secs,

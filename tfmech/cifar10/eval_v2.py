@@ -21,16 +21,20 @@ from tfmech.data import cifar10_input
 
 
 class Evaluator:
-    """The network, its compiled eval step and the eval summaries."""
+    """The network, its compiled eval step and the eval summaries.
+
+    The summary writer is created at the first evaluation, so a run that
+    finds no checkpoint leaves no empty event file.
+    """
 
     def __init__(self, eval_params, paths, eval_dir):
+        if eval_params.from_meta_graph:
+            raise ValueError("from_meta_graph imports a TF1 graph: use eval_v1")
         self.eval_params = eval_params
         self.paths = paths
+        self.eval_dir = eval_dir
         self.params = variables.create_variables(model.variable_specs(), seed=0)
-        self.writer = tf.summary.create_file_writer(eval_dir)
-        self.batch_callbacks = keras.callbacks.CallbackList(
-            step_summaries.eval_summaries(self.writer))
-        self.precision_callback = step_summaries.precision_summary(self.writer)
+        self.writer = None
         dtype = tf.float16 if eval_params.use_fp16 else tf.float32
         self._eval_batch = tf.function(
             lambda images, labels: self._forward(images, labels, dtype))
@@ -44,6 +48,12 @@ class Evaluator:
         checkpoints.assign_from(checkpoint_path, {
             checkpoints.moving_average_name(name): var
             for name, var in self.params.items()})
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(self.eval_dir)
+            self.batch_callbacks = keras.callbacks.CallbackList(
+                step_summaries.eval_summaries(self.writer))
+            self.precision_callback = step_summaries.precision_summary(
+                self.writer)
         dataset = cifar10_input.eval_dataset(
             self.paths, self.eval_params.num_examples, self.eval_params.batch_size)
         true_count = num_examples = 0
@@ -67,10 +77,6 @@ class Evaluator:
 def run_evaluation(eval_params, paths, checkpoint_dir, eval_dir, run_once,
                    interval_secs, max_wait_secs):
     """Evaluates as ``eval_loop.evaluate_checkpoints`` says; returns results."""
-    evaluator = Evaluator(eval_params, paths, eval_dir)
-    try:
-        return eval_loop.evaluate_checkpoints(
-            checkpoint_dir, evaluator, run_once=run_once,
-            interval_secs=interval_secs, max_wait_secs=max_wait_secs)
-    finally:
-        evaluator.writer.close()
+    return eval_loop.evaluate_and_close(
+        Evaluator(eval_params, paths, eval_dir), checkpoint_dir, run_once,
+        interval_secs, max_wait_secs)

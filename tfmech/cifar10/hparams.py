@@ -34,3 +34,6 @@ class EvalParams:
     num_examples: int = 10000
     batch_size: int = 128
     use_fp16: bool = False
+    # v1 only: import each checkpoint's .meta graph instead of building the
+    # model (eval_meta_graph.py).
+    from_meta_graph: bool = False

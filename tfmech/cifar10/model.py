@@ -40,6 +40,12 @@ POOLED_FEATURES = 6 * 6 * 64      # pool2's output, flattened, for 24x24 input
 CROSS_ENTROPY = "cross_entropy"
 TOTAL_LOSS = "total_loss"
 
+# The names the v1 training graph gives its input crops and its logits, so
+# that a program holding only a checkpoint and the graph stored beside it
+# (``model.ckpt-N.meta``) finds them: ``cifar10_eval --from_meta_graph``.
+INPUT_IMAGES_NAME = "input_images"
+LOGITS_NAME = "logits"
+
 
 def weight_loss_name(layer):
     return f"{layer}/weight_loss"
@@ -77,6 +83,22 @@ def variable_specs():
 def moving_average_names(specs):
     """Canonical names of the weights' moving averages (TF1's shadow names)."""
     return [checkpoints.moving_average_name(spec.name) for spec in specs]
+
+
+def checkpoint_layout():
+    """What a CIFAR-10 checkpoint holds: the weights, their moving averages
+    and ``global_step`` (required: evaluation and resuming need them), and
+    the loss averages with tfmech's raw values (optional: the original had
+    averages of only the losses it computed, and no raw values)."""
+    specs = variable_specs()
+    losses = LOSS_NAMES + (TOTAL_LOSS,)
+    optional = [checkpoints.Entry(name_of(loss), (), optional=True)
+                for name_of in (checkpoints.loss_average_name,
+                                checkpoints.raw_loss_name)
+                for loss in losses]
+    return (checkpoints.entries_of(specs)
+            + checkpoints.entries_of(specs, checkpoints.moving_average_name)
+            + optional + [checkpoints.global_step_entry()])
 
 
 def _conv_relu(inputs, params, layer):
@@ -177,6 +199,14 @@ def forward(images, labels, params, compute_dtype=tf.float32):
     total = tf.add_n([losses[name] for name in LOSS_NAMES], name=TOTAL_LOSS)
     return {"logits": logits, "losses": losses, "total_loss": total,
             "activations": activations, "images": images}
+
+
+# The entries of ``forward``'s result that are means over the batch: split a
+# batch into N equal slices and their mean over the slices is the whole
+# batch's value, so several devices average them (towers, replicas). The
+# others are per example (activations, images); several devices show the
+# first device's slice.
+BATCH_MEAN_LOGS = ("losses", "total_loss")
 
 
 def decay_steps(batch_size):

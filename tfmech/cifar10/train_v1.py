@@ -39,8 +39,23 @@ def compute_dtype(hparams):
     return tf.float16 if hparams.use_fp16 else tf.float32
 
 
+def named(tensor, name):
+    """``tensor`` passed through an op called exactly ``name`` (at the top of
+    the graph, not renamed ``name_1``), for programs that find it by name in
+    the ``.meta`` graph every checkpoint carries (``eval_meta_graph``)."""
+    with tf.compat.v1.get_default_graph().name_scope(None):
+        identity = tf.identity(tensor, name=name)
+    if identity.op.name != name:
+        raise ValueError(f"the training graph already has an op named {name!r}")
+    return identity
+
+
 class Graph:
-    """Every op of the training graph, built by ``__init__``."""
+    """Every op of the training graph, built by ``__init__``.
+
+    The input crops are named ``input_images`` and (one device) the logits
+    ``logits`` (``model.INPUT_IMAGES_NAME``, ``model.LOGITS_NAME``).
+    """
 
     def __init__(self, hparams, paths, num_records, start_step, writer):
         self.global_step = variables.create_global_step()
@@ -54,23 +69,17 @@ class Graph:
                 start_step=start_step)
             images, labels = tf.compat.v1.data.make_one_shot_iterator(
                 dataset).get_next()
+        images = named(images, model.INPUT_IMAGES_NAME)
         specs = model.variable_specs()
         self.params = variables.create_variables(specs, hparams.seed)
         self.averages = variables.create_shadow_variables(
             specs, hparams.seed, checkpoints.moving_average_name)
-        logs = model.forward(images, labels, self.params, compute_dtype(hparams))
-        self.total_loss = logs["total_loss"]
         learning_rate = model.learning_rate(self.global_step, hparams.batch_size)
-
-        # The loss averages are updated before the gradients are computed,
-        # so every training step updates them.
         self.loss_averages = step_summaries.loss_averages(
             writer, hparams.save_summaries_steps)
-        loss_averages_op = self.loss_averages.update(logs["losses"])
-        with tf.control_dependencies([loss_averages_op]):
-            sgd = model.optimizer(learning_rate)
-            grads_and_vars = sgd.compute_gradients(
-                self.total_loss, var_list=list(self.params.values()))
+        sgd = model.optimizer(learning_rate)
+        logs, grads_and_vars = self.build_step(hparams, images, labels, sgd)
+        self.total_loss = logs["total_loss"]
         apply_gradients = sgd.apply_gradients(grads_and_vars,
                                               global_step=self.global_step)
         # The moving averages follow the updated weights; global_step is
@@ -100,6 +109,21 @@ class Graph:
             self.summary_step, logs)
         self.writer_init = writer.init()
         self.writer_flush = writer.flush()
+
+    def build_step(self, hparams, images, labels, sgd):
+        """The step's logs and (gradient, variable) pairs for one batch.
+
+        The loss averages are updated before the gradients are computed, so
+        every training step updates them. ``multi_gpu_train_v1.TowerGraph``
+        overrides this to split the batch over towers.
+        """
+        logs = model.forward(images, labels, self.params, compute_dtype(hparams))
+        named(logs["logits"], model.LOGITS_NAME)
+        loss_averages_op = self.loss_averages.update(logs["losses"])
+        with tf.control_dependencies([loss_averages_op]):
+            grads_and_vars = sgd.compute_gradients(
+                logs["total_loss"], var_list=list(self.params.values()))
+        return logs, grads_and_vars
 
     def canonical_variables(self):
         """Everything a checkpoint holds, by canonical name."""
@@ -232,8 +256,12 @@ def write_graph(train_dir, graph):
     file_writer.close()
 
 
-def run_training(hparams, batches_dir, train_dir, log_device_placement=False):
+def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
+                 make_graph=Graph):
     """Trains from the newest checkpoint in ``train_dir`` to ``max_steps``.
+
+    ``make_graph`` builds the graph (``Graph``'s arguments); the multi-device
+    driver passes its tower graph.
 
     Returns:
       A ``progress.RunRecord`` of the printed losses.
@@ -251,7 +279,8 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False):
         return record
     with tf.Graph().as_default() as tf_graph:
         writer = tf.summary.create_file_writer(train_dir)
-        graph = Graph(hparams, paths, num_records, record.start_step, writer)
+        graph = make_graph(hparams, paths, num_records, record.start_step,
+                           writer)
         saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
                                          max_to_keep=MAX_TO_KEEP,
                                          save_relative_paths=True)
@@ -273,7 +302,10 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False):
                            hparams.save_checkpoint_secs,
                            hparams.save_checkpoint_steps),
         ]
+        # Soft placement: an op a tower's GPU has no kernel for runs on the
+        # CPU (the original multi-GPU program's setting).
         config = tf.compat.v1.ConfigProto(
+            allow_soft_placement=True,
             log_device_placement=log_device_placement)
         # checkpoint_dir makes the session restore the newest checkpoint;
         # every built-in saving hook is off (see the module docstring).

@@ -50,6 +50,7 @@ import urllib.parse
 
 import numpy as np
 
+from tfmech.data import tfds_source
 from tfmech.data.archive import ArchiveError, safe_extract_tar
 # Imported under another name: ``download`` is also prepare's flag.
 from tfmech.data.download import download as download_url
@@ -532,8 +533,9 @@ def batches_from_tfds(target_dir, tfds_data_dir=None):
     (and so TensorFlow) is imported only here.
 
     Raises:
-      CifarFormatError: tfds returned arrays that are not CIFAR-10 records
-        (source "tfds cifar10 <split>").
+      CifarFormatError: tfds failed (source "tfds cifar10 (data_dir
+        ...)"), or returned arrays that are not CIFAR-10 records (source
+        "tfds cifar10 <split>").
     """
     target_dir = os.fspath(target_dir)
     batches_dir = os.path.join(target_dir, BATCHES_DIR)
@@ -548,12 +550,10 @@ def batches_from_tfds(target_dir, tfds_data_dir=None):
 
 
 def _load_tfds(tfds_data_dir):
-    """[(images, labels) of train, same of test] from tfds, checked."""
-    import tensorflow_datasets as tfds
-
-    splits = tfds.as_numpy(tfds.load(
-        "cifar10", split=list(SPLITS), batch_size=-1,
-        data_dir=tfds_data_dir, as_supervised=True))
+    """[(images, labels) of train, same of test] from tfds, checked (a
+    failure inside tfds is a CifarFormatError naming it)."""
+    splits = tfds_source.load_splits("cifar10", SPLITS, tfds_data_dir,
+                                     CifarFormatError)
     checked = []
     for name, (images, labels) in zip(SPLITS, splits):
         images, labels = np.asarray(images), np.asarray(labels)
@@ -585,7 +585,8 @@ def prepare(data_dir, source="files", download=True, tfds_data_dir=None,
         ``data_dir/tfds/cifar-10-batches-bin``).
       download: with source="files", if False a missing layout is a
         CifarFormatError instead of a download.
-      tfds_data_dir: ``data_dir`` for ``tfds.load`` with source="tfds".
+      tfds_data_dir: ``data_dir`` for ``tfds.load`` with source="tfds"
+        (default ``<data_dir>/tfds``, beside the records written there).
       url, sha256: where the tarball comes from and its raw sha256 (tests
         serve their own small tarballs).
       progress: print download progress to stderr.
@@ -598,8 +599,9 @@ def prepare(data_dir, source="files", download=True, tfds_data_dir=None,
         batches_dir = _local_batches_dir(data_dir, download, url, sha256,
                                          progress)
     elif source == "tfds":
-        batches_dir = batches_from_tfds(os.path.join(data_dir, "tfds"),
-                                        tfds_data_dir)
+        batches_dir = batches_from_tfds(
+            tfds_source.data_dir_for(data_dir),
+            tfds_source.data_dir_for(data_dir, tfds_data_dir))
     else:
         raise ValueError(
             f"unknown CIFAR-10 source {source!r}; allowed: "

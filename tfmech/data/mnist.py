@@ -21,6 +21,7 @@ import zlib
 
 import numpy as np
 
+from tfmech.data import tfds_source
 from tfmech.data.download import maybe_download
 
 DEFAULT_SOURCE_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
@@ -479,7 +480,8 @@ def read_data_sets(data_dir, fake_data=False, validation_size=5000, seed=0,
       sha256s: {file name: sha256 of the decompressed bytes} used to verify
         downloads; defaults to the real MNIST hashes. Tests that serve
         their own small files pass theirs here.
-      tfds_data_dir: ``data_dir`` for ``tfds.load`` with source="tfds".
+      tfds_data_dir: ``data_dir`` for ``tfds.load`` with source="tfds"
+        (default ``<data_dir>/tfds``).
     """
     if fake_data:
         return Datasets(*(DataSet.fake(FAKE_NUM_EXAMPLES, seed=seed + i)
@@ -489,7 +491,8 @@ def read_data_sets(data_dir, fake_data=False, validation_size=5000, seed=0,
             data_dir, source_url, download, progress,
             SHA256_DECOMPRESSED if sha256s is None else sha256s)
     elif source == "tfds":
-        train, test = _load_from_tfds(tfds_data_dir)
+        train, test = _load_from_tfds(
+            tfds_source.data_dir_for(data_dir, tfds_data_dir))
     else:
         raise ValueError(
             f"unknown MNIST source {source!r}; allowed: "
@@ -532,16 +535,10 @@ def _local_or_downloaded(data_dir, filename, source_url, download, progress,
 
 
 def _load_from_tfds(tfds_data_dir):
-    """Return the train and test splits from tensorflow_datasets.
-
-    Imported lazily: tensorflow_datasets pulls in TensorFlow, which the
-    file-based path does not need.
-    """
-    import tensorflow_datasets as tfds
-
-    train, test = tfds.as_numpy(tfds.load(
-        "mnist", split=["train", "test"], batch_size=-1,
-        data_dir=tfds_data_dir, as_supervised=True))
+    """Return the train and test splits from tensorflow_datasets (a failure
+    inside tfds is a MnistFormatError naming it)."""
+    train, test = tfds_source.load_splits("mnist", ("train", "test"),
+                                          tfds_data_dir, MnistFormatError)
     return [(_squeeze_channel(images), labels,
              (f"tfds mnist {name} images", f"tfds mnist {name} labels"))
             for name, (images, labels) in (("train", train), ("test", test))]

@@ -21,4 +21,6 @@ class HParams:
     batch_size: int = 100
     seed: int = 0
     log_every: int = 100          # console line + `loss` summary
-    checkpoint_every: int = 1000  # also at the last step
+    # Checkpoint and evaluate every split every N steps, and at the last
+    # step: the original did both under one condition.
+    checkpoint_every: int = 1000

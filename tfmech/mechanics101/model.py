@@ -11,6 +11,7 @@ import math
 
 import tensorflow as tf
 
+from tfmech import checkpoints
 from tfmech.variables import VariableSpec
 
 NUM_CLASSES = 10
@@ -24,16 +25,29 @@ def variable_specs(hidden1_units, hidden2_units):
     Weights start truncated-normal with stddev 1/sqrt(fan_in) so every layer's
     pre-activations start with unit-ish variance; biases start at zero.
     """
-    layers = [("hidden1", IMAGE_PIXELS, hidden1_units),
-              ("hidden2", hidden1_units, hidden2_units),
-              ("softmax_linear", hidden2_units, NUM_CLASSES)]
+    layers = [
+        # scope, fan_in, fan_out, the flags that set fan_in, and fan_out
+        ("hidden1", IMAGE_PIXELS, hidden1_units, (), ("hidden1",)),
+        ("hidden2", hidden1_units, hidden2_units, ("hidden1",), ("hidden2",)),
+        ("softmax_linear", hidden2_units, NUM_CLASSES, ("hidden2",), ()),
+    ]
     specs = []
-    for scope, fan_in, fan_out in layers:
+    for scope, fan_in, fan_out, in_flags, out_flags in layers:
         specs.append(VariableSpec(f"{scope}/weights", (fan_in, fan_out),
                                   "truncated_normal",
-                                  stddev=1.0 / math.sqrt(float(fan_in))))
-        specs.append(VariableSpec(f"{scope}/biases", (fan_out,), "constant"))
+                                  stddev=1.0 / math.sqrt(float(fan_in)),
+                                  set_by=in_flags + out_flags))
+        specs.append(VariableSpec(f"{scope}/biases", (fan_out,), "constant",
+                                  set_by=out_flags))
     return specs
+
+
+def checkpoint_layout(hidden1_units, hidden2_units):
+    """What a Mechanics 101 checkpoint holds, all of it required: the six
+    weights and biases and ``global_step``, exactly what the original's
+    Saver wrote (plain gradient descent has no slots)."""
+    return (checkpoints.entries_of(variable_specs(hidden1_units, hidden2_units))
+            + [checkpoints.global_step_entry()])
 
 
 def inference(images, params):

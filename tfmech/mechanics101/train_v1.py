@@ -77,8 +77,33 @@ def restore_or_initialize(sess, graph, saver, latest):
     return step
 
 
+def train_steps(sess, graph, hparams, data_sets, first, stop, summary_writer,
+                record):
+    """Runs training steps ``first`` .. ``stop - 1``, feeding one batch each.
+
+    Prints and records the loss every ``log_every`` steps (with the summary).
+    """
+    for step in range(first, stop):
+        start_time = time.time()
+        feed_dict = fill_feed_dict(data_sets.train, graph, hparams.batch_size)
+        if step % hparams.log_every == 0:
+            # The original ran the summary in a second sess.run after the
+            # update; fetching it with the step keeps the summary equal to
+            # the printed loss (and to v2's).
+            _, loss_value, summary_str = sess.run(
+                [graph.train_op, graph.loss, graph.summary], feed_dict=feed_dict)
+            duration = time.time() - start_time
+            progress.say(progress.step_line(step, loss_value, duration))
+            record.losses[step] = float(loss_value)
+            summary_writer.add_summary(summary_str, step)
+            summary_writer.flush()
+        else:
+            sess.run(graph.train_op, feed_dict=feed_dict)
+
+
 def run_training(hparams, data_sets, train_dir):
-    """Trains for ``hparams.max_steps`` steps, then evaluates every split.
+    """Trains for ``hparams.max_steps`` steps, checkpointing and evaluating
+    every split every ``checkpoint_every`` steps and at the end.
 
     Returns:
       A ``progress.RunRecord`` of the logged losses and evaluation counts.
@@ -104,36 +129,21 @@ def run_training(hparams, data_sets, train_dir):
             evaluation.skip_batches(data_sets.train, hparams.batch_size, start_step)
             checkpoint_path = os.path.join(train_dir, checkpoints.V1_PREFIX)
 
-            for step in range(start_step, hparams.max_steps):
-                start_time = time.time()
-                feed_dict = fill_feed_dict(data_sets.train, graph,
-                                           hparams.batch_size)
-                if step % hparams.log_every == 0:
-                    # The original ran the summary in a second sess.run after
-                    # the update; fetching it with the step keeps the
-                    # summary equal to the printed loss (and to v2's).
-                    _, loss_value, summary_str = sess.run(
-                        [graph.train_op, graph.loss, graph.summary],
-                        feed_dict=feed_dict)
-                    duration = time.time() - start_time
-                    progress.say(progress.step_line(step, loss_value, duration))
-                    record.losses[step] = float(loss_value)
-                    summary_writer.add_summary(summary_str, step)
-                    summary_writer.flush()
-                else:
-                    sess.run(graph.train_op, feed_dict=feed_dict)
-
-                done = step + 1
-                if done % hparams.checkpoint_every == 0 or done == hparams.max_steps:
-                    saver.save(sess, checkpoint_path, global_step=graph.global_step)
-
-            summary_writer.close()
-            record.final_step = int(sess.run(graph.global_step))
-
             def correct_in_batch(images, labels):
                 return sess.run(graph.eval_correct,
                                 {graph.images: images, graph.labels: labels})
 
-            record.evaluations = evaluation.report_splits(
-                data_sets, hparams.batch_size, correct_in_batch)
+            step = start_step
+            for stop in evaluation.evaluation_steps(
+                    start_step, hparams.max_steps, hparams.checkpoint_every):
+                if stop > step:
+                    train_steps(sess, graph, hparams, data_sets, step, stop,
+                                summary_writer, record)
+                    saver.save(sess, checkpoint_path,
+                               global_step=graph.global_step)
+                    step = stop
+                record.evaluations_by_step[stop] = evaluation.report_splits(
+                    data_sets, hparams.batch_size, correct_in_batch)
+            summary_writer.close()
+            record.final_step = int(sess.run(graph.global_step))
     return record

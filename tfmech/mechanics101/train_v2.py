@@ -77,7 +77,8 @@ def example_batch(batch_size):
 
 
 def run_training(hparams, data_sets, train_dir):
-    """Trains for ``hparams.max_steps`` steps, then evaluates every split.
+    """Trains for ``hparams.max_steps`` steps, checkpointing and evaluating
+    every split every ``checkpoint_every`` steps and at the end.
 
     Returns:
       A ``progress.RunRecord`` of the logged losses and evaluation counts.
@@ -102,11 +103,18 @@ def run_training(hparams, data_sets, train_dir):
         loop.write_graph(writer, example_batch(hparams.batch_size))
     evaluation.skip_batches(data_sets.train, hparams.batch_size, record.start_step)
 
-    loop.run(lambda: data_sets.train.next_batch(hparams.batch_size),
-             hparams.max_steps)
+    def correct_in_batch(images, labels):
+        return net.eval_correct(images, labels).numpy()
+
+    # The loop checkpoints at the end of each run() call: at the same steps.
+    # A run already past max_steps says so (run() prints the line) and
+    # evaluates at its step.
+    for stop in evaluation.evaluation_steps(
+            record.start_step, hparams.max_steps, hparams.checkpoint_every):
+        loop.run(lambda: data_sets.train.next_batch(hparams.batch_size),
+                 min(stop, hparams.max_steps))
+        record.evaluations_by_step[stop] = evaluation.report_splits(
+            data_sets, hparams.batch_size, correct_in_batch)
     writer.close()
     record.final_step = int(net.global_step.numpy())
-    record.evaluations = evaluation.report_splits(
-        data_sets, hparams.batch_size,
-        lambda images, labels: net.eval_correct(images, labels).numpy())
     return record

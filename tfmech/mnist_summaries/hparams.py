@@ -18,3 +18,8 @@ class HParams:
     test_every: int = 10          # i % 10 == 0: evaluate instead of training
     trace_every: int = 100        # i % 100 == 99: record a full trace
     images_per_summary: int = 10
+    # --projector: layer1's activations for the first test digits, for
+    # TensorBoard's Projector tab (written once, after training).
+    projector: bool = False
+    projector_examples: int = 1000
+    projector_layer: str = "layer1"   # the last hidden layer

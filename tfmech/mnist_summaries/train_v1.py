@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfmech import progress
 from tfmech import variables
+from tfmech.callbacks import EmbeddingProjector
 from tfmech.callbacks.in_graph import build_summary_ops
 from tfmech.mnist_summaries import model
 from tfmech.mnist_summaries.step_summaries import step_summaries
@@ -41,6 +42,10 @@ class Graph:
         logs = model.forward(self.images, self.labels, self.params,
                              self.keep_prob, hparams.seed, self.step)
         self.accuracy = logs["accuracy"]
+        self.projected = {
+            "embedding": logs["activations"][
+                model.activations_tag(hparams.projector_layer)],
+            "images": logs["images"]}
         self.train_op = model.training(logs["cross_entropy"],
                                        hparams.learning_rate)
         self.writers = {}
@@ -48,10 +53,17 @@ class Graph:
         for run in RUNS:
             writer = tf.summary.create_file_writer(os.path.join(summaries_dir, run))
             self.writers[run] = writer
-            self.summary_ops[run] = build_summary_ops(
-                writer, step_summaries(writer, self.params, on=run,
-                                       images_per_summary=hparams.images_per_summary),
-                self.step, logs)
+            # Training summaries run after the Adam update, so the variable
+            # summaries show the weights the step left behind, as the v2
+            # callbacks (called after the step) do; the step's activations
+            # are the forward pass's either way.
+            after = [self.train_op] if run == "train" else []
+            with tf.control_dependencies(after):
+                self.summary_ops[run] = build_summary_ops(
+                    writer, step_summaries(
+                        writer, self.params, on=run,
+                        images_per_summary=hparams.images_per_summary),
+                    self.step, logs)
         self.init = [tf.compat.v1.global_variables_initializer()] + [
             writer.init() for writer in self.writers.values()]
         self.flush = [writer.flush() for writer in self.writers.values()]
@@ -94,5 +106,28 @@ def run_training(hparams, data_sets, summaries_dir):
                     sess.run(fetches, feed)
             sess.run(graph.flush)
             train_writer.close()
+            projected = (project(sess, graph, data_sets.test, hparams)
+                         if hparams.projector else None)
+    if projected is not None:
+        write_projector(projected, summaries_dir, hparams)
     record.final_step = hparams.max_steps
     return record
+
+
+def project(sess, graph, test, hparams):
+    """The trained network's ``projector_layer`` activations (keep
+    probability 1.0) and input images for the first test digits."""
+    count = hparams.projector_examples
+    projected = sess.run(graph.projected, graph.feed(
+        test.images[:count], test.labels[:count], 1.0, hparams.max_steps))
+    return dict(projected, labels=test.labels[:count])
+
+
+def write_projector(projected, summaries_dir, hparams):
+    """Into the train run, for TensorBoard's Projector tab: eagerly, once
+    the graph is gone, by the callback the v2 driver uses."""
+    projector = EmbeddingProjector(
+        os.path.join(summaries_dir, "train"), labels=projected["labels"],
+        sprite_images=projected["images"],
+        name=model.activations_tag(hparams.projector_layer))
+    projector.write(projected["embedding"], step=hparams.max_steps)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tfmech import progress
 from tfmech import summaries
 from tfmech import variables
-from tfmech.callbacks import TensorGroup
+from tfmech.callbacks import EmbeddingProjector, TensorGroup
 from tfmech.mnist_summaries import model
 from tfmech.mnist_summaries.step_summaries import step_summaries
 
@@ -92,10 +92,29 @@ def run_training(hparams, data_sets, summaries_dir):
                 with writers["train"].as_default():
                     tf.summary.trace_export(name="step%03d" % i, step=i)
             callbacks["train"].on_train_batch_end(i, callback_logs(logs, i))
+    if hparams.projector:
+        write_projector(net, data_sets.test, summaries_dir)
     for writer in writers.values():
         writer.close()
     record.final_step = hparams.max_steps
     return record
+
+
+def write_projector(net, test, summaries_dir):
+    """The trained network's ``projector_layer`` activations for the first
+    test digits, into the train run for TensorBoard's Projector tab."""
+    hparams = net.hparams
+    count = hparams.projector_examples
+    logs = net.test_step(test.images[:count], test.labels[:count],
+                         tf.constant(hparams.max_steps, tf.int64))
+    projector = EmbeddingProjector(
+        os.path.join(summaries_dir, "train"), labels=test.labels[:count],
+        sprite_images=logs["images"],
+        name=model.activations_tag(hparams.projector_layer))
+    projector.on_train_end({
+        "embedding": logs["activations"][
+            model.activations_tag(hparams.projector_layer)],
+        "global_step": hparams.max_steps})
 
 
 def write_graph(net, writer, batch_size):
