@@ -186,3 +186,28 @@ def test_eval_without_a_checkpoint_leaves_no_event_file(api, small_cifar10_dir,
                               str(tmp_path / "train"), str(tmp_path / "eval"),
                               run_once=True, interval_secs=1, max_wait_secs=0)
     assert snapshot(tmp_path / "eval") is None
+
+
+@pytest.mark.parametrize("program,flag", [
+    ("fully_connected_feed", "train_dir"),
+    ("mnist_with_summaries", "summaries_dir"),
+    ("cifar10_train", "train_dir"),
+    ("cifar10_eval", "eval_dir"),
+])
+def test_an_output_dir_that_cannot_be_created_is_one_line_before_any_work(
+        program, flag, tmp_path, small_cifar10_dir):
+    """A regular file where the directory should be: one line naming the
+    flag, the path and why, exit status 1, no traceback."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    target = blocker / "run"
+    data = (["--fake_data"] if program in ("fully_connected_feed",
+                                           "mnist_with_summaries")
+            else [f"--data_dir={os.path.dirname(small_cifar10_dir)}"])
+    extra = (["--run_once", "--num_examples=10"] if program == "cifar10_eval"
+             else ["--max_steps=1"])
+    result = run_binary(program, *data, f"--{flag}={target}", *extra)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"{program}: error: --{flag} {target} cannot be created: ")

@@ -329,8 +329,9 @@ def test_eval_errors_name_the_flag_or_directory(small_cifar10_dir, tmp_path):
                        f"--checkpoint_dir={tmp_path}",
                        f"--eval_dir={tmp_path / 'eval'}", "--num_examples=10")
     assert empty.returncode == 1
-    assert (f"cifar10_eval: error: no checkpoint found in --checkpoint_dir "
-            f"{tmp_path} after waiting 0 s") in empty.stderr
+    assert empty.stderr.strip().splitlines()[-1] == (
+        f"cifar10_eval: error: no checkpoint found in --checkpoint_dir "
+        f"{tmp_path}")
 
 
 def test_v2_refuses_a_v1_train_dir(small_runs, small_cifar10_dir):

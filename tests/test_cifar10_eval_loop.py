@@ -61,8 +61,11 @@ def test_watching_evaluates_each_new_checkpoint_once_then_gives_up(tmp_path,
     assert f"Evaluating {seen[0][0]} (global step 100)" in out
     assert (f"No new checkpoint in {tmp_path} yet; waiting for up to 100 s"
             in out)
-    # After ckpt-200: waits of 30 + 30 + 30 + 10 s, then it stops.
+    # After ckpt-200: waits of 30 + 30 + 30 + 10 s, then it stops, saying so.
     assert fake.sleeps[2:] == [30, 30, 30, 10]
+    assert out.rstrip().splitlines()[-1] == (
+        f"No new checkpoint in {tmp_path} for 100 s (--max_wait_secs); "
+        f"stopping after 2 evaluations")
 
 
 def test_run_once_evaluates_only_the_newest(tmp_path):

@@ -81,6 +81,7 @@ def main(argv):
     max_wait_secs = FLAGS.max_wait_secs
     if max_wait_secs is None and FLAGS.run_once:
         max_wait_secs = 0
+    tfmech_flags.output_dir_or_exit(PROGRAM, "eval_dir", create=False)
     driver = tfmech_flags.driver_module("cifar10", role="eval")
     from tfmech.cifar10.eval_loop import NoCheckpointError
     from tfmech.checkpoints import CheckpointMismatchError

@@ -120,6 +120,7 @@ def main(argv):
             init_checkpoint.prepare_train_dir(FLAGS.train_dir, FLAGS.api,
                                               model.checkpoint_layout(),
                                               FLAGS.init_checkpoint)
+        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
         train(hparams, batches_dir, cluster)
     except distribute.ClusterStartError as error:
         exit_from_cluster(error)

@@ -38,6 +38,7 @@ import sys
 from absl import app
 from absl import flags
 
+from tfmech import flags as tfmech_flags
 from tfmech.run_comparison import (DEFAULT_IGNORE_TAGS, EXIT_USAGE,
                                    UsageError, run)
 
@@ -88,6 +89,9 @@ def main(argv):
         usage_error(f"expected two log directories, RUN_A RUN_B; got "
                     f"{len(positional)}" + (f": {' '.join(positional)}"
                                             if positional else ""))
+    # TensorFlow's start-up lines hidden, as in every binary (-v 0 shows
+    # them); it is imported only once the arguments checked out.
+    tfmech_flags.configure_console()
     try:
         status = run(positional[0], positional[1], tolerance=FLAGS.tolerance,
                      tags=FLAGS.tags, ignore_tags=FLAGS.ignore_tags,

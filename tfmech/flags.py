@@ -94,9 +94,14 @@ def start_tensorflow():
     Called where a binary first needs TensorFlow (the driver, the tfds
     source), after the flags and the data files were checked.
     """
+    configure_console()
+    console.import_tensorflow()
+
+
+def configure_console():
+    """Sets TensorFlow's log levels from ``-v`` (before it is imported)."""
     verbosity = flags.FLAGS.verbosity if flags.FLAGS["verbosity"].present else None
     console.configure(verbosity)
-    console.import_tensorflow()
 
 
 def read_cifar10_or_exit(program):
@@ -132,6 +137,38 @@ def define_output_dir(name, default, help_text):
     flags.register_validator(
         name, lambda value: bool(value and value.strip()),
         message=f"--{name} must name a directory")
+
+
+def output_dir_or_exit(program, name, create=True):
+    """Creates the directory flag ``--name`` names, or ends the program with
+    one line saying why it cannot be, before any training or evaluation.
+
+    An existing directory is left untouched (a refused run must not even
+    change its time stamps); it must be a writable directory. A missing one
+    is created, the only test that holds when running as root. With
+    ``create=False`` (an eval that may yet find nothing to evaluate and must
+    then leave no trace) the directories this call made are removed again.
+    """
+    import os
+    path = flags.FLAGS[name].value
+    if os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            exit_with_error(program, "--%s %s is not writable" % (name, path))
+        return path
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        os.makedirs(path)
+    except OSError as error:
+        exit_with_error(program, "--%s %s cannot be created: %s"
+                        % (name, path, error.strerror or error))
+    if not create:
+        made = os.path.abspath(path)
+        while made != existing:
+            os.rmdir(made)
+            made = os.path.dirname(made)
+    return path
 
 
 def warn_about_absl_log_dir(program, output_flag):

@@ -62,6 +62,7 @@ def main(argv):
             FLAGS.train_dir, FLAGS.api,
             model.checkpoint_layout(hparams.hidden1, hparams.hidden2),
             FLAGS.init_checkpoint)
+        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
         driver.run_training(hparams, data_sets, FLAGS.train_dir)
     except CheckpointMismatchError as error:
         tfmech_flags.exit_with_error(PROGRAM, error)

@@ -68,6 +68,7 @@ def main(argv):
             % (FLAGS.summaries_dir, earlier[0])))
     hparams = hparams_from_flags()
     data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
+    tfmech_flags.output_dir_or_exit(PROGRAM, "summaries_dir")
     driver = tfmech_flags.driver_module("mnist_summaries")
     driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
 

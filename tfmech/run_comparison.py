@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from tfmech import console
 from tfmech import event_files
 
 EXIT_MATCH, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
@@ -97,13 +98,12 @@ def histogram_difference(a, b):
     """Bucket by bucket when both have the same layout, else what any two
     layouts of the same data agree on: the count, the min and the max.
 
-    Same layout: the bucket counts are compared as distributions, by the
-    earth mover's distance between them (``moved``: how far, in the units of
-    the values, the mass of one histogram must move to become the other).
-    Values that agree to 1e-9 still change bucket when they sit on an edge;
-    that moves one count by one bucket, a distance of width/total, not a
-    difference a user means by "diverged", while a shifted or reshaped
-    distribution moves much mass far.
+    Same layout: the bucket counts are compared as distributions, by a lower
+    bound of the earth mover's distance between them (``moved``: how far, in
+    the units of the values, the mass of one histogram must at least move to
+    become the other; see ``_earth_movers_distance``). Values that agree to
+    1e-9 still change bucket when they sit on an edge; that costs nothing,
+    while a shifted or reshaped distribution moves much mass far.
 
     TF1 histograms use exponential bucket limits and drop empty buckets; TF2
     ones have a fixed number of equal-width buckets. A TF1 program and its
@@ -120,19 +120,27 @@ def histogram_difference(a, b):
 
 
 def _earth_movers_distance(ha, hb):
-    """1-D earth mover's distance of two histograms with the same buckets.
+    """The least distance, in the values' units, the mass of one histogram
+    must move to become the other, given only their buckets.
 
-    The integral of |CDF_A - CDF_B| over the values, with each histogram
-    normalized to total mass 1 and the CDFs compared at bucket edges.
+    Each histogram is normalized to total mass 1 and the gap between the two
+    cumulative distributions is taken at every bucket edge. Mass that
+    crossed one edge may have moved as little as a rounding error (a value
+    a hair either side of an edge), so it costs nothing; mass that crossed a
+    whole bucket moved at least that bucket's width. So a bucket costs its
+    width times the gap both its edges agree on (same direction). A shifted
+    or reshaped distribution moves much mass far and costs about its shift.
     Infinite when one histogram is empty and the other is not.
     """
     total_a, total_b = ha[:, 2].sum(), hb[:, 2].sum()
     if total_a == 0 or total_b == 0:
         return 0.0 if total_a == total_b else math.inf
     widths = (ha[:, 1] - ha[:, 0] + hb[:, 1] - hb[:, 0]) / 2
-    cdf_gap = np.abs(np.cumsum(ha[:, 2]) / total_a
-                     - np.cumsum(hb[:, 2]) / total_b)
-    return float(np.sum(cdf_gap * widths))
+    right = np.cumsum(ha[:, 2]) / total_a - np.cumsum(hb[:, 2]) / total_b
+    left = np.concatenate([[0.0], right[:-1]])
+    crossed = np.where(np.sign(left) == np.sign(right),
+                       np.minimum(np.abs(left), np.abs(right)), 0.0)
+    return float(np.sum(crossed * widths))
 
 
 def _extreme_difference(ha, hb, index):
@@ -499,6 +507,7 @@ def run(run_a, run_b, tolerance=1e-4, tags=None,
         require_matplotlib(plot)
     run_dirs_a = run_directories("RUN_A", run_a)
     run_dirs_b = run_directories("RUN_B", run_b)
+    console.import_tensorflow()  # quietly, before the readers import it
     side_a = read_side(run_a, run_dirs_a, normalize_tf1_tags)
     side_b = read_side(run_b, run_dirs_b, normalize_tf1_tags)
     comparison = compare(side_a, side_b, tolerance, tags_pattern, ignore_pattern)

@@ -23,6 +23,18 @@ def evaluating_line(checkpoint_path, step):
     return "Evaluating %s (global step %d)" % (checkpoint_path, step)
 
 
+def no_checkpoint_message(checkpoint_dir, max_wait_secs):
+    waited = " after waiting %d s" % max_wait_secs if max_wait_secs else ""
+    return "no checkpoint found in --checkpoint_dir %s%s" % (checkpoint_dir,
+                                                             waited)
+
+
+def stopping_line(checkpoint_dir, max_wait_secs, count):
+    return ("No new checkpoint in %s for %d s (--max_wait_secs); stopping "
+            "after %d evaluation%s" % (checkpoint_dir, max_wait_secs, count,
+                                       "" if count == 1 else "s"))
+
+
 def waiting_line(checkpoint_dir, max_wait_secs):
     bound = ("without a bound" if max_wait_secs is None
              else "for up to %d s" % max_wait_secs)
@@ -67,9 +79,10 @@ def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
             waited = clock() - waiting_since
             if max_wait_secs is not None and waited >= max_wait_secs:
                 if not results:
-                    raise NoCheckpointError(
-                        "no checkpoint found in --checkpoint_dir %s after "
-                        "waiting %d s" % (checkpoint_dir, max_wait_secs))
+                    raise NoCheckpointError(no_checkpoint_message(
+                        checkpoint_dir, max_wait_secs))
+                progress.say(stopping_line(checkpoint_dir, max_wait_secs,
+                                           len(results)))
                 return results
             if not said_waiting:
                 progress.say(waiting_line(checkpoint_dir, max_wait_secs))

@@ -63,10 +63,14 @@ def download(url, dest_path, *, sha256=None, decompress_for_hash="auto",
             f"decompress_for_hash must be one of {_HASH_MODES}, "
             f"got {decompress_for_hash!r}")
     dest_dir = os.path.dirname(os.path.abspath(dest_path))
-    os.makedirs(dest_dir, exist_ok=True)
-    part = tempfile.NamedTemporaryFile(
-        dir=dest_dir, prefix=os.path.basename(dest_path) + ".",
-        suffix=".part", delete=False)
+    try:
+        os.makedirs(dest_dir, exist_ok=True)
+        part = tempfile.NamedTemporaryFile(
+            dir=dest_dir, prefix=os.path.basename(dest_path) + ".",
+            suffix=".part", delete=False)
+    except OSError as error:
+        raise DownloadError(url, f"cannot write into {dest_dir}: "
+                                 f"{error.strerror or error}") from error
     finished = False
     try:
         with part:
