@@ -90,12 +90,15 @@ def train(hparams, batches_dir, cluster):
                                        multi_worker=cluster is not None)
     if FLAGS.api == "v1":
         from tfmech.cifar10 import multi_gpu_train_v1
+        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
         return multi_gpu_train_v1.run_training(
             hparams, batches_dir, FLAGS.train_dir, devices,
             log_device_placement=FLAGS.log_device_placement)
     from tfmech.cifar10 import train_v2
     strategy = distribute.make_strategy(devices, cluster,
                                         wait_secs=FLAGS.cluster_wait_secs)
+    # Once the cluster is up: a cluster that never forms writes nothing.
+    tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
     return train_v2.run_training(
         hparams, batches_dir, FLAGS.train_dir,
         log_device_placement=FLAGS.log_device_placement, strategy=strategy)
@@ -120,7 +123,6 @@ def main(argv):
             init_checkpoint.prepare_train_dir(FLAGS.train_dir, FLAGS.api,
                                               model.checkpoint_layout(),
                                               FLAGS.init_checkpoint)
-        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
         train(hparams, batches_dir, cluster)
     except distribute.ClusterStartError as error:
         exit_from_cluster(error)
