@@ -270,10 +270,12 @@ def test_a_checkpoint_of_either_api_starts_the_other(resumed_mechanics101,
 
 
 @pytest.mark.parametrize("hidden1,hidden2,message", [
-    (64, 32, "hidden1/weights has shape [784, 128] there but [784, 64] in "
-             "this run (set by --hidden1)"),
-    (128, 16, "hidden2/weights has shape [128, 32] there but [128, 16] in "
-              "this run (set by --hidden1 and --hidden2)"),
+    (64, 32, "was written with --hidden1=128, this run has --hidden1=64 "
+             "(hidden1/weights has shape [784, 128] there, [784, 64] here); "
+             "pass --hidden1=128 to go on with it, or use another directory"),
+    (128, 16, "was written with --hidden2=32, this run has --hidden2=16 "
+              "(hidden2/weights has shape [128, 32] there, [128, 16] here); "
+              "pass --hidden2=32 to go on with it, or use another directory"),
 ])
 def test_a_mis_shaped_variable_is_an_error_naming_both_shapes_and_the_flag(
         original_mechanics101, tmp_path, hidden1, hidden2, message):
@@ -283,7 +285,7 @@ def test_a_mis_shaped_variable_is_an_error_naming_both_shapes_and_the_flag(
             str(train_dir), "v2",
             mechanics_model.checkpoint_layout(hidden1, hidden2),
             original_mechanics101)
-    assert str(error.value) == (f"--init_checkpoint {original_mechanics101}: "
+    assert str(error.value) == (f"--init_checkpoint {original_mechanics101} "
                                 f"{message}")
     assert not train_dir.exists()
 
@@ -333,10 +335,12 @@ def test_resuming_with_other_sizes_is_an_error_naming_the_flag(
     with pytest.raises(CheckpointMismatchError) as error:
         init_checkpoint.prepare_train_dir(
             train_dir, "v2", mechanics_model.checkpoint_layout(128, 64))
+    # hidden1/weights matched, so --hidden1 is not the one that changed.
     assert str(error.value) == (
-        f"--train_dir {train_dir}: ckpt-1100: hidden2/weights has shape "
-        f"[128, 32] there but [128, 64] in this run (set by --hidden1 and "
-        f"--hidden2)")
+        f"--train_dir {train_dir}: ckpt-1100 was written with --hidden2=32, "
+        f"this run has --hidden2=64 (hidden2/weights has shape [128, 32] "
+        f"there, [128, 64] here); pass --hidden2=32 to go on with it, or use "
+        f"another directory")
 
 
 def test_v1_does_not_resume_an_original_train_dir_it_cannot_restore(
@@ -348,7 +352,7 @@ def test_v1_does_not_resume_an_original_train_dir_it_cannot_restore(
         init_checkpoint.prepare_train_dir(
             str(train_dir), "v1", mechanics_model.checkpoint_layout(128, 32))
     # The original's global_step is int32; tfmech's is int64.
-    latest = tf.train.latest_checkpoint(str(train_dir))
+    latest = os.path.join(train_dir, "model.ckpt-999")
     assert str(error.value) == (
         f"--train_dir {train_dir}: model.ckpt-999 holds global_step as int32, "
         f"not int64, so it was not written by tfmech; start a new --train_dir "
@@ -384,8 +388,10 @@ def test_fully_connected_feed_init_checkpoint_flag(original_mechanics101,
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
         f"fully_connected_feed: error: --init_checkpoint "
-        f"{original_mechanics101}: hidden1/weights has shape [784, 128] there "
-        f"but [784, 64] in this run (set by --hidden1)")
+        f"{original_mechanics101} was written with --hidden1=128, this run "
+        f"has --hidden1=64 (hidden1/weights has shape [784, 128] there, "
+        f"[784, 64] here); pass --hidden1=128 to go on with it, or use "
+        f"another directory")
     assert not (tmp_path / "other").exists()
 
 
@@ -512,7 +518,7 @@ def test_an_original_cifar10_train_dir_is_refused_untouched(
     train_dir = tmp_path / "copied"
     shutil.copytree(os.path.dirname(original_cifar10), train_dir)
     before = sorted(os.listdir(train_dir))
-    latest = tf.train.latest_checkpoint(str(train_dir))
+    latest = os.path.join(train_dir, "model.ckpt-999")
     with pytest.raises(CheckpointMismatchError) as error:
         init_checkpoint.prepare_train_dir(str(train_dir), api,
                                           cifar10_model.checkpoint_layout())

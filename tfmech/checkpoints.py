@@ -20,10 +20,17 @@ a list of them), so a checkpoint from elsewhere can be checked before it is
 used; see ``tfmech.init_checkpoint``.
 """
 
+import contextlib
 import dataclasses
+import glob
 import os
+import re
+import shutil
 
 import tensorflow as tf
+
+from tfmech import faults
+from tfmech import progress
 
 V1_PREFIX = "model.ckpt"
 V2_PREFIX = "ckpt"
@@ -49,25 +56,147 @@ def api_of(checkpoint_path):
     return None
 
 
-def latest_checkpoint(train_dir, api):
-    """The newest checkpoint of ``api`` in ``train_dir``, or None if there is none.
+class DamagedCheckpointError(CheckpointMismatchError):
+    """A directory holds checkpoints, and none of them can be read whole."""
+
+
+_PREFIX_OF_API = {"v1": V1_PREFIX, "v2": V2_PREFIX}
+_CHECKPOINT_FILE = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)"
+                              r"\.(?:index|data-\d+-of-\d+)$")
+
+
+def checkpoints_by_step(directory):
+    """{prefix: {step: path}} of the checkpoints whose files are in
+    ``directory`` (an ``.index`` or ``.data`` file makes one exist)."""
+    found = {}
+    for name in tf.io.gfile.listdir(directory):
+        match = _CHECKPOINT_FILE.match(name)
+        if match:
+            found.setdefault(match["prefix"], {})[int(match["step"])] = (
+                os.path.join(directory, f"{match['prefix']}-{match['step']}"))
+    return found
+
+
+def _state_file_problem(directory):
+    """Why ``directory``'s ``checkpoint`` state file cannot be trusted, or
+    None. (TensorFlow then quietly answers "no checkpoint", and a run that
+    believed it would start over at step 0.)"""
+    state_path = os.path.join(directory, "checkpoint")
+    if not tf.io.gfile.exists(state_path):
+        return None
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception as error:  # pylint: disable=broad-except
+        return f"cannot be read ({error})"
+    if state is None or not state.model_checkpoint_path:
+        return "holds no checkpoint (damaged?)"
+    named = os.path.join(directory,
+                         os.path.basename(state.model_checkpoint_path))
+    if not tf.io.gfile.exists(named + ".index"):
+        return f"names {os.path.basename(named)}, whose .index file is missing"
+    return None
+
+
+def damage_of(path):
+    """Why checkpoint ``path`` cannot be restored, or None if every tensor in
+    it reads back whole (its checksums match)."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except Exception as error:  # pylint: disable=broad-except
+        first_line = str(error).strip().splitlines()[0] if str(error) else ""
+        return f"{type(error).__name__}: {first_line}"
+    return None
+
+
+def newest_intact(directory, prefix, warn=True):
+    """The newest checkpoint ``<prefix>-N`` in ``directory`` that reads back
+    whole, or None when the directory holds none of that name.
+
+    Found by the files' names, not only the ``checkpoint`` state file, so a
+    damaged state file or a damaged newest checkpoint falls back to the
+    newest intact one, with a printed warning for each thing skipped.
+
+    Args:
+      warn: print what is skipped (off for a check that precedes the run's
+        own lookup, so each warning shows once).
+
+    Raises:
+      DamagedCheckpointError: checkpoints exist and none is intact; names
+        them (a run must never silently start over at step 0).
+    """
+    if not tf.io.gfile.isdir(directory):
+        return None
+    candidates = checkpoints_by_step(directory).get(prefix, {})
+    problem = _state_file_problem(directory)
+    if problem and candidates and warn:
+        progress.say(f"warning: {os.path.join(directory, 'checkpoint')} "
+                     f"{problem}; using the checkpoint files themselves")
+    damaged = []
+    for step in sorted(candidates, reverse=True):
+        path = candidates[step]
+        damage = damage_of(path)
+        if damage is None:
+            if damaged and warn:
+                progress.say(f"warning: skipped damaged "
+                             f"{', '.join(damaged)}; resuming from "
+                             f"{os.path.basename(path)}")
+            return path
+        damaged.append(f"{os.path.basename(path)} ({damage})")
+    if damaged:
+        raise DamagedCheckpointError(
+            f"{directory}: no intact checkpoint; damaged: "
+            f"{'; '.join(damaged)}. Move them away to start over at step 0")
+    return None
+
+
+def latest_checkpoint(train_dir, api, warn=True):
+    """The newest intact checkpoint of ``api`` in ``train_dir``, or None if
+    there is none (see ``newest_intact``).
 
     Raises CheckpointMismatchError when the directory's newest checkpoint was
     written by the other API: resuming from it would silently start over, and
     the other API's checkpoint manager could delete those files.
     """
-    latest = tf.train.latest_checkpoint(train_dir)
-    if latest is None:
-        return None
-    found = api_of(latest)
-    if found != api:
-        raise CheckpointMismatchError(
-            f"--train_dir {train_dir} holds checkpoints written by "
-            f"--api={found or 'unknown'} (latest: {os.path.basename(latest)}); "
-            f"--api={api} will not resume from or overwrite them. Use another "
-            f"--train_dir (with --init_checkpoint={train_dir} to start from "
-            f"them), or --api={found}.")
-    return latest
+    by_prefix = (checkpoints_by_step(train_dir)
+                 if tf.io.gfile.isdir(train_dir) else {})
+    newest = {prefix: max(steps) for prefix, steps in by_prefix.items()
+              if prefix in _PREFIX_OF_API.values()}
+    if newest:
+        found_prefix = max(newest, key=newest.get)
+        found = {V1_PREFIX: "v1", V2_PREFIX: "v2"}[found_prefix]
+        if found != api:
+            raise CheckpointMismatchError(
+                f"--train_dir {train_dir} holds checkpoints written by "
+                f"--api={found} (latest: {found_prefix}-{newest[found_prefix]}"
+                f"); --api={api} will not resume from or overwrite them. Use "
+                f"another --train_dir (with --init_checkpoint={train_dir} to "
+                f"start from them), or --api={found}.")
+    return newest_intact(train_dir, _PREFIX_OF_API[api], warn)
+
+
+@contextlib.contextmanager
+def write_guard(directory, prefix, step):
+    """Around writing checkpoint ``<prefix>-<step>``: a full disk or a file
+    size limit becomes ``faults.WriteFailedError`` (one line), and the
+    half-written files are removed. TensorFlow writes a checkpoint into
+    ``<prefix>-<step>_temp`` and updates the ``checkpoint`` state file only
+    after it, so the previous checkpoint stays the newest and intact."""
+    try:
+        yield
+    except Exception as error:  # pylint: disable=broad-except
+        problem = faults.write_failure(error)
+        if problem is None:
+            raise
+        for temp in glob.glob(os.path.join(directory, f"{prefix}-{step}_temp*")):
+            shutil.rmtree(temp, ignore_errors=True)
+        previous = tf.train.latest_checkpoint(directory)
+        kept = (f"the newest checkpoint is still {os.path.basename(previous)}"
+                if previous else "there is no earlier checkpoint")
+        raise faults.WriteFailedError(
+            f"could not write checkpoint {prefix}-{step} in {directory}: "
+            f"{problem}; {kept}") from error
 
 
 def moving_average_name(name):

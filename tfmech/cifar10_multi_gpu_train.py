@@ -91,17 +91,21 @@ def train(hparams, batches_dir, cluster):
     if FLAGS.api == "v1":
         from tfmech.cifar10 import multi_gpu_train_v1
         tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
-        return multi_gpu_train_v1.run_training(
-            hparams, batches_dir, FLAGS.train_dir, devices,
-            log_device_placement=FLAGS.log_device_placement)
+        with tfmech_flags.guarded_training(PROGRAM):
+            return multi_gpu_train_v1.run_training(
+                hparams, batches_dir, FLAGS.train_dir, devices,
+                log_device_placement=FLAGS.log_device_placement)
     from tfmech.cifar10 import train_v2
     strategy = distribute.make_strategy(devices, cluster,
                                         wait_secs=FLAGS.cluster_wait_secs)
     # Once the cluster is up: a cluster that never forms writes nothing.
     tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
-    return train_v2.run_training(
-        hparams, batches_dir, FLAGS.train_dir,
-        log_device_placement=FLAGS.log_device_placement, strategy=strategy)
+    # Only the chief writes --train_dir; the other workers do not lock it.
+    with tfmech_flags.guarded_training(
+            PROGRAM, lock=cluster is None or cluster.is_chief):
+        return train_v2.run_training(
+            hparams, batches_dir, FLAGS.train_dir,
+            log_device_placement=FLAGS.log_device_placement, strategy=strategy)
 
 
 def main(argv):

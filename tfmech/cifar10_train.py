@@ -71,11 +71,12 @@ def main(argv):
         init_checkpoint.prepare_train_dir(FLAGS.train_dir, FLAGS.api,
                                           model.checkpoint_layout(),
                                           FLAGS.init_checkpoint)
-        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
-        driver.run_training(hparams, batches_dir, FLAGS.train_dir,
-                            log_device_placement=FLAGS.log_device_placement)
     except CheckpointMismatchError as error:
         tfmech_flags.exit_with_error(PROGRAM, error)
+    tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
+    with tfmech_flags.guarded_training(PROGRAM):
+        driver.run_training(hparams, batches_dir, FLAGS.train_dir,
+                            log_device_placement=FLAGS.log_device_placement)
 
 
 if __name__ == "__main__":

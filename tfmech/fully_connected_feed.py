@@ -35,6 +35,7 @@ tfmech_flags.define_output_dir("train_dir", "/tmp/tensorflow/mnist/logs/fully_co
                     "Directory for event files and checkpoints; a run on a "
                     "directory with checkpoints resumes from the newest.")
 tfmech_flags.define_init_checkpoint()
+tfmech_flags.define_jit()
 flags.adopt_module_key_flags(tfmech_flags)
 
 
@@ -45,7 +46,8 @@ def hparams_from_flags():
                    hidden1=FLAGS.hidden1,
                    hidden2=FLAGS.hidden2,
                    batch_size=FLAGS.batch_size,
-                   seed=FLAGS.seed)
+                   seed=FLAGS.seed,
+                   jit=FLAGS.jit)
 
 
 def main(argv):
@@ -62,10 +64,11 @@ def main(argv):
             FLAGS.train_dir, FLAGS.api,
             model.checkpoint_layout(hparams.hidden1, hparams.hidden2),
             FLAGS.init_checkpoint)
-        tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
-        driver.run_training(hparams, data_sets, FLAGS.train_dir)
     except CheckpointMismatchError as error:
         tfmech_flags.exit_with_error(PROGRAM, error)
+    tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
+    with tfmech_flags.guarded_training(PROGRAM):
+        driver.run_training(hparams, data_sets, FLAGS.train_dir)
 
 
 if __name__ == "__main__":

@@ -56,15 +56,14 @@ def prepare_train_dir(train_dir, api, layout, init_checkpoint=None):
     Raises:
       CheckpointMismatchError: the checkpoint cannot be used; one line.
     """
-    latest = tf.train.latest_checkpoint(train_dir)
+    # Refuses the other API's checkpoints and a directory of damaged ones.
+    latest = checkpoints.latest_checkpoint(train_dir, api, warn=False)
     if latest is not None:
         if init_checkpoint:
             progress.say(f"note: --train_dir {train_dir} already holds "
                          f"checkpoints; resuming from them, --init_checkpoint "
                          f"is not used")
-        if checkpoints.api_of(latest) == api:
-            _check_resumable(train_dir, latest, layout)
-        # A checkpoint of the other API is refused by the driver.
+        _check_resumable(train_dir, latest, layout)
         return None
     if init_checkpoint is None:
         return None
@@ -100,7 +99,7 @@ def import_checkpoint(source, train_dir, api, layout):
     ``api`` checkpoint at the source's global step; returns its path."""
     what = f"--init_checkpoint {source}"
     contents = _Contents(source)
-    values, missing = {}, []
+    values, missing, confirmed = {}, [], set()
     for entry in layout:
         key = contents.key(entry.name)
         if key is None and entry.optional:
@@ -111,7 +110,7 @@ def import_checkpoint(source, train_dir, api, layout):
             raise CheckpointMismatchError(
                 f"{what}: has no variable {entry.name!r}, which this model "
                 f"needs; is it a checkpoint of this model?")
-        _check_shape(what, contents, key, entry)
+        _check_shape(what, contents, key, entry, confirmed)
         values[entry.name] = contents.reader.get_tensor(key).astype(entry.dtype)
     step = int(values[checkpoints.global_step_entry().name])
     progress.say(f"Initializing {train_dir} from {source} at step {step}")
@@ -128,10 +127,11 @@ def _check_resumable(train_dir, latest, layout):
     from ``latest`` as it is (names, shapes and dtypes)."""
     what = f"--train_dir {train_dir}: {os.path.basename(latest)}"
     contents = _Contents(latest)
+    confirmed = set()
     for entry in layout:
         key = contents.key(entry.name)
         if key is not None:
-            _check_shape(what, contents, key, entry)
+            _check_shape(what, contents, key, entry, confirmed)
             found = contents.dtypes[key].name
         if key is None or found != entry.dtype:
             problem = (f"has no variable {entry.name!r}" if key is None else
@@ -157,10 +157,29 @@ class _Contents:
         return None
 
 
-def _check_shape(what, contents, key, entry):
+def _check_shape(what, contents, key, entry, confirmed):
+    """Raises unless ``entry``'s variable has this run's shape.
+
+    ``confirmed`` gathers the flags of the entries that matched so far (the
+    layout lists ``hidden1/weights`` before ``hidden2/weights``), so when one
+    dimension differs and a single flag it follows is not yet confirmed,
+    the error names that flag with the checkpoint's value and this run's.
+    """
     shape = tuple(contents.shapes[key])
     if shape == tuple(entry.shape):
+        confirmed.update(entry.set_by)
         return
+    suspects = [flag for flag in entry.set_by if flag not in confirmed]
+    differing = [i for i, (there, here) in enumerate(zip(shape, entry.shape))
+                 if there != here]
+    if len(suspects) == 1 and len(differing) == 1 and len(shape) == len(
+            entry.shape):
+        flag, dim = suspects[0], differing[0]
+        raise CheckpointMismatchError(
+            f"{what} was written with --{flag}={shape[dim]}, this run has "
+            f"--{flag}={entry.shape[dim]} ({entry.name} has shape "
+            f"{list(shape)} there, {list(entry.shape)} here); pass "
+            f"--{flag}={shape[dim]} to go on with it, or use another directory")
     flags = " and ".join(f"--{flag}" for flag in entry.set_by)
     hint = f"set by {flags}" if flags else "no flag changes it"
     raise CheckpointMismatchError(

@@ -70,7 +70,8 @@ def main(argv):
     data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
     tfmech_flags.output_dir_or_exit(PROGRAM, "summaries_dir")
     driver = tfmech_flags.driver_module("mnist_summaries")
-    driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
+    with tfmech_flags.guarded_training(PROGRAM, "summaries_dir"):
+        driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
 
 
 if __name__ == "__main__":

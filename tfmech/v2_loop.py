@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmech import faults
 from tfmech import progress
 from tfmech import summaries
 from tfmech.callbacks.base import TensorGroup
@@ -119,10 +120,20 @@ class TrainLoop:
       strategy: a ``tf.distribute`` strategy to run ``step_fn`` on each of
         its replicas, or None for one device. Create the variables under its
         ``scope()`` and pass a distributed iterator to ``run``.
+      jit_compile: compile with XLA (``tf.function(jit_compile=True)``).
+      finite: the ``step_fn`` outputs (scalars) that must stay finite. A
+        call stops at the first step where one is NaN or Inf, and ``run``
+        raises ``faults.NonFiniteLossError`` naming that step without
+        saving: the newest checkpoint stays the last finite one.
+
+    Between calls ``run`` also looks for SIGTERM / SIGINT (see
+    ``tfmech.faults``): it then saves at the step reached and raises
+    ``faults.Interrupted``.
     """
 
     def __init__(self, step_fn, global_step, checkpointer, callbacks=(),
-                 log_every=100, max_steps_per_call=100, strategy=None):
+                 log_every=100, max_steps_per_call=100, strategy=None,
+                 finite=("loss",), jit_compile=False):
         callbacks = list(callbacks)
         if any(callback is checkpointer for callback in callbacks):
             raise ValueError(
@@ -143,8 +154,14 @@ class TrainLoop:
             if callable(getattr(callback, "update_every_step", None))]
         self.log_every = log_every
         self.max_steps_per_call = max_steps_per_call
+        self.finite = tuple(finite)
+        # XLA compiles the whole k-step call, loop included; an iterator
+        # cannot be read inside XLA, so with one only the step is compiled.
         self._run_stacked = tf.function(self._steps_on_stacked,
-                                        reduce_retracing=True)
+                                        reduce_retracing=True,
+                                        jit_compile=jit_compile)
+        if jit_compile:
+            self._step_fn = tf.function(step_fn, jit_compile=True)
         self._run_iterator = tf.function(self._steps_on_iterator,
                                          reduce_retracing=True)
 
@@ -172,17 +189,28 @@ class TrainLoop:
             self._global_step.assign_add(1)
         return logs
 
+    def _all_finite(self, logs):
+        """Whether every watched output of a step is finite (a bool tensor)."""
+        return tf.reduce_all([tf.math.is_finite(logs[name])
+                              for name in self.finite])
+
     def _steps_on_stacked(self, chunk):
-        """Runs one step per leading index of the stacked ``chunk``."""
+        """Runs one step per leading index of the stacked ``chunk``, stopping
+        early after a step with a non-finite watched output."""
         logs = self._step([part[0] for part in chunk])
         for i in tf.range(1, tf.shape(chunk[0])[0]):
+            if self.finite and not self._all_finite(logs):
+                break
             logs = self._step([part[i] for part in chunk])
         return logs
 
     def _steps_on_iterator(self, iterator, count):
-        """Runs ``count`` steps on batches drawn from ``iterator``."""
+        """Runs ``count`` steps on batches drawn from ``iterator`` (fewer
+        after a step with a non-finite watched output)."""
         logs = self._step(_as_args(iterator.get_next()))
         for _ in tf.range(1, count):
+            if self.finite and not self._all_finite(logs):
+                break
             logs = self._step(_as_args(iterator.get_next()))
         return logs
 
@@ -254,6 +282,7 @@ class TrainLoop:
             count = last - step + 1
             start_time = time.perf_counter()
             logs = self._call(run_steps, count)
+            self._check_finite(logs)
             if last % self.log_every == 0:
                 logs = _callback_logs(logs)
                 elapsed = time.perf_counter() - start_time
@@ -264,7 +293,18 @@ class TrainLoop:
             step = last + 1
             if step == max_steps or self.checkpointer.save_due(step):
                 self.checkpointer.save(step)
+            faults.raise_if_stop_requested(
+                step, lambda: self.checkpointer.save(step))
         self.callbacks.on_train_end()
+
+    def _check_finite(self, logs):
+        """Raises NonFiniteLossError if the call's last step (where it
+        stopped) left a watched output NaN or Inf."""
+        for name in self.finite:
+            value = float(logs[name].numpy())
+            faults.check_finite(
+                name, value, int(self._global_step.numpy()) - 1,
+                lambda: self.checkpointer.newest_checkpoint())
 
     def _call(self, run_steps, count):
         try:

@@ -94,7 +94,15 @@ def refuse_foreign_checkpoints(directory, checkpoint_name):
     ``tfmech.checkpoints.latest_checkpoint``, which names the other API.
     """
     latest = tf.train.latest_checkpoint(directory)
-    if latest is None or os.path.basename(latest).startswith(checkpoint_name + "-"):
+    if latest is None:
+        # No usable state file: judge by the checkpoint files themselves.
+        by_prefix = (checkpoints.checkpoints_by_step(directory)
+                     if tf.io.gfile.isdir(directory) else {})
+        if checkpoint_name in by_prefix or not by_prefix:
+            return
+        prefix = max(by_prefix, key=lambda name: max(by_prefix[name]))
+        latest = os.path.join(directory, f"{prefix}-{max(by_prefix[prefix])}")
+    if os.path.basename(latest).startswith(checkpoint_name + "-"):
         return
     checkpoints.latest_checkpoint(directory, api="v2")
     raise checkpoints.CheckpointMismatchError(
@@ -208,7 +216,13 @@ class CheckpointManagerCallback(keras.callbacks.Callback):
 
     def restore_or_initialize(self):
         """Restores the newest checkpoint, if any; returns the step to start at."""
-        restored = self.manager.restore_or_initialize()
+        # The newest checkpoint that reads back whole (a damaged newest one
+        # or state file is skipped with a warning), not just the state
+        # file's choice: that one may be a torn write.
+        manager = self.manager
+        restored = self.newest_checkpoint()
+        if restored:
+            manager.checkpoint.restore(restored)
         step = self.current_step()
         if restored:
             progress.say(progress.resume_line(restored, step))
@@ -242,10 +256,21 @@ class CheckpointManagerCallback(keras.callbacks.Callback):
         """
         if steps_done == self._saved_step:
             return self.manager.latest_checkpoint
-        path = self.manager.save(checkpoint_number=steps_done)
+        with checkpoints.write_guard(self.directory, self.checkpoint_name,
+                                     steps_done):
+            path = self.manager.save(checkpoint_number=steps_done)
         self._saved_step = steps_done
         self._mark(steps_done)
         return path
+
+    @property
+    def checkpoint_name(self):
+        """The checkpoints' prefix (``ckpt``)."""
+        return self._manager_args["checkpoint_name"]
+
+    def newest_checkpoint(self):
+        """The newest intact checkpoint in the directory, or None."""
+        return checkpoints.newest_intact(self.directory, self.checkpoint_name)
 
     def _mark(self, step):
         """Restarts both policies' counts at ``step``, now."""

@@ -4,9 +4,11 @@ This is cifar10_train.py as TensorFlow 1 users wrote it, through
 ``tf.compat.v1``: build the whole graph first (input iterator -> inference ->
 loss -> the loss averages -> gradient descent -> the weights' moving
 averages), then let a ``MonitoredTrainingSession`` run the training op until
-a hook says stop. The original's hooks are here: ``StopAtStepHook``,
-``NanTensorHook`` and a logger that prints the loss every
-``log_frequency`` steps.
+a hook says stop. The original's hooks are here: ``StopAtStepHook``, a
+logger that prints the loss every ``log_frequency`` steps, and in place of
+``NanTensorHook`` a ``FaultHook`` that also stops on Inf, names the step,
+and turns SIGTERM / Ctrl-C into a checkpoint at the current step
+(``tfmech.faults``).
 
 Two things differ from the original, both so that a v1 and a v2 run land in
 TensorBoard under the same tags: the summaries are TF2 ``tf.summary`` ops
@@ -24,6 +26,7 @@ import time
 import tensorflow as tf
 
 from tfmech import checkpoints
+from tfmech import faults
 from tfmech import progress
 from tfmech import variables
 from tfmech.callbacks.in_graph import build_summary_ops
@@ -180,6 +183,30 @@ class LoggerHook(_StepHook):
         super().after_run(run_context, run_values)
 
 
+class FaultHook(_StepHook):
+    """Stops on a non-finite loss (naming the step, saving nothing) and, on
+    SIGTERM / SIGINT, asks the session to stop so the checkpoint hook's
+    ``end`` saves the step reached. Listed before the checkpoint hook: a NaN
+    step raises before that hook could save it."""
+
+    def __init__(self, global_step, loss, train_dir):
+        super().__init__(global_step)
+        self._loss = loss
+        self._train_dir = train_dir
+
+    def before_run(self, run_context):
+        return tf.compat.v1.train.SessionRunArgs(self._loss)
+
+    def after_run(self, run_context, run_values):
+        faults.check_finite(
+            model.TOTAL_LOSS, float(run_values.results), self.step,
+            lambda: checkpoints.newest_intact(self._train_dir,
+                                              checkpoints.V1_PREFIX))
+        super().after_run(run_context, run_values)
+        if faults.stop_requested() is not None:
+            run_context.request_stop()
+
+
 class SummaryHook(_StepHook):
     """Runs the summary ops with the training op every ``every_n_steps``."""
 
@@ -241,7 +268,9 @@ class CheckpointHook(_StepHook):
             self._save(session)
 
     def _save(self, session):
-        self._saver.save(session, self._path, global_step=self.step)
+        with checkpoints.write_guard(os.path.dirname(self._path),
+                                     checkpoints.V1_PREFIX, self.step):
+            self._saver.save(session, self._path, global_step=self.step)
         self._timer.update_last_triggered_step(self.step)
         self._saved_step = self.step
 
@@ -284,16 +313,22 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
         saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
                                          max_to_keep=MAX_TO_KEEP,
                                          save_relative_paths=True)
+        # The newest INTACT checkpoint (tfmech.checkpoints.newest_intact),
+        # restored by the scaffold's init_fn; MonitoredTrainingSession's own
+        # checkpoint_dir restore would trust the state file, and a damaged
+        # one would silently start over at step 0.
         scaffold = tf.compat.v1.train.Scaffold(
             saver=saver, local_init_op=tf.group(
-                tf.compat.v1.local_variables_initializer(), graph.writer_init))
+                tf.compat.v1.local_variables_initializer(), graph.writer_init),
+            init_fn=None if latest is None else (
+                lambda _, session: saver.restore(session, latest)))
         if latest is None:
             write_graph(train_dir, tf_graph)
         else:
             progress.say(progress.resume_line(latest, record.start_step))
         hooks = [
             tf.compat.v1.train.StopAtStepHook(last_step=hparams.max_steps),
-            tf.compat.v1.train.NanTensorHook(graph.total_loss),
+            FaultHook(graph.global_step, graph.total_loss, train_dir),
             LoggerHook(graph.global_step, graph.total_loss,
                        hparams.log_frequency,
                        progress.examples_step_line(hparams.batch_size), record),
@@ -307,15 +342,19 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
         config = tf.compat.v1.ConfigProto(
             allow_soft_placement=True,
             log_device_placement=log_device_placement)
-        # checkpoint_dir makes the session restore the newest checkpoint;
-        # every built-in saving hook is off (see the module docstring).
+        # No checkpoint_dir: the scaffold restores; every built-in saving
+        # hook is off (see the module docstring).
         with tf.compat.v1.train.MonitoredTrainingSession(
-                checkpoint_dir=train_dir, scaffold=scaffold, hooks=hooks,
+                checkpoint_dir=None, scaffold=scaffold, hooks=hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None,
                 save_summaries_steps=None, save_summaries_secs=None,
                 log_step_count_steps=None, config=config) as session:
             while not session.should_stop():
                 session.run(graph.train_op)
         record.final_step = hooks[-1].step
+    # The checkpoint hook's end() saved the step reached.
+    faults.raise_if_stop_requested(
+        record.final_step, lambda: os.path.join(
+            train_dir, f"{checkpoints.V1_PREFIX}-{record.final_step}"))
     return record
 

@@ -145,7 +145,8 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
             callbacks=callbacks_for(hparams, net, writer, record),
             log_every=math.gcd(hparams.log_frequency,
                                hparams.save_summaries_steps),
-            max_steps_per_call=hparams.log_frequency, strategy=strategy)
+            max_steps_per_call=hparams.log_frequency, strategy=strategy,
+            finite=(model.TOTAL_LOSS,))
         record.start_step = loop.restore_or_initialize()
         distribute.agree_on_step(strategy, record.start_step)
         iterator = iter(training_batches(hparams, paths, num_records,
@@ -153,10 +154,13 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
         if record.start_step == 0:
             # On every worker: all must trace the same functions in order.
             loop.write_graph(writer, iterator)
-        loop.run(iterator, hparams.max_steps)
+        try:
+            loop.run(iterator, hparams.max_steps)
+        finally:
+            # Flushed however the loop ends (tfmech.faults).
+            writer.close()
         # Workers leave together, none while another still saves.
         distribute.agree_on_step(strategy, int(net.global_step.numpy()))
-    writer.close()
     record.final_step = int(net.global_step.numpy())
     return record
 

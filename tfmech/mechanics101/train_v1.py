@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tfmech import checkpoints
 from tfmech import evaluation
+from tfmech import faults
 from tfmech import progress
 from tfmech import summaries
 from tfmech import variables
@@ -78,12 +79,15 @@ def restore_or_initialize(sess, graph, saver, latest):
 
 
 def train_steps(sess, graph, hparams, data_sets, first, stop, summary_writer,
-                record):
+                record, save):
     """Runs training steps ``first`` .. ``stop - 1``, feeding one batch each.
 
     Prints and records the loss every ``log_every`` steps (with the summary).
+    Stops on a NaN or Inf loss, saving nothing, and on SIGTERM / SIGINT
+    after ``save()`` (see ``tfmech.faults``).
     """
     for step in range(first, stop):
+        faults.raise_if_stop_requested(step, save)
         start_time = time.time()
         feed_dict = fill_feed_dict(data_sets.train, graph, hparams.batch_size)
         if step % hparams.log_every == 0:
@@ -92,13 +96,20 @@ def train_steps(sess, graph, hparams, data_sets, first, stop, summary_writer,
             # the printed loss (and to v2's).
             _, loss_value, summary_str = sess.run(
                 [graph.train_op, graph.loss, graph.summary], feed_dict=feed_dict)
+        else:
+            # As the original: the loss comes back with every step.
+            _, loss_value = sess.run([graph.train_op, graph.loss],
+                                     feed_dict=feed_dict)
+        faults.check_finite(
+            summaries.LOSS, float(loss_value), step,
+            lambda: checkpoints.latest_checkpoint(summary_writer.get_logdir(),
+                                                  api="v1"))
+        if step % hparams.log_every == 0:
             duration = time.time() - start_time
             progress.say(progress.step_line(step, loss_value, duration))
             record.losses[step] = float(loss_value)
             summary_writer.add_summary(summary_str, step)
             summary_writer.flush()
-        else:
-            sess.run(graph.train_op, feed_dict=feed_dict)
 
 
 def run_training(hparams, data_sets, train_dir):
@@ -133,14 +144,21 @@ def run_training(hparams, data_sets, train_dir):
                 return sess.run(graph.eval_correct,
                                 {graph.images: images, graph.labels: labels})
 
+            def save():
+                """Writes ``model.ckpt-<global step>``; returns its path."""
+                summary_writer.flush()
+                step = int(sess.run(graph.global_step))
+                with checkpoints.write_guard(train_dir, checkpoints.V1_PREFIX,
+                                             step):
+                    return saver.save(sess, checkpoint_path, global_step=step)
+
             step = start_step
             for stop in evaluation.evaluation_steps(
                     start_step, hparams.max_steps, hparams.checkpoint_every):
                 if stop > step:
                     train_steps(sess, graph, hparams, data_sets, step, stop,
-                                summary_writer, record)
-                    saver.save(sess, checkpoint_path,
-                               global_step=graph.global_step)
+                                summary_writer, record, save)
+                    save()
                     step = stop
                 record.evaluations_by_step[stop] = evaluation.report_splits(
                     data_sets, hparams.batch_size, correct_in_batch)

@@ -19,6 +19,8 @@ IMAGE_SIZE = 28
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 HIDDEN_UNITS = 500
 NUM_CLASSES = 10
+# The loss's name in the step's outputs and in TensorBoard.
+CROSS_ENTROPY = "cross_entropy"
 # tf.compat.v1.train.AdamOptimizer's default, which the original used (Keras
 # defaults to 1e-7); passed explicitly so it is visible.
 ADAM_EPSILON = 1e-8

@@ -17,6 +17,7 @@ import os
 
 import tensorflow as tf
 
+from tfmech import faults
 from tfmech import progress
 from tfmech import variables
 from tfmech.callbacks import EmbeddingProjector
@@ -42,6 +43,7 @@ class Graph:
         logs = model.forward(self.images, self.labels, self.params,
                              self.keep_prob, hparams.seed, self.step)
         self.accuracy = logs["accuracy"]
+        self.cross_entropy = logs[model.CROSS_ENTROPY]
         self.projected = {
             "embedding": logs["activations"][
                 model.activations_tag(hparams.projector_layer)],
@@ -86,6 +88,9 @@ def run_training(hparams, data_sets, summaries_dir):
                 data_sets.test.images, data_sets.test.labels, 1.0, i)
 
             for i in range(hparams.max_steps):
+                # No checkpoints in this program (as the original): a stop
+                # signal ends it with the event files flushed.
+                faults.raise_if_stop_requested(i, lambda: sess.run(graph.flush))
                 if i % hparams.test_every == 0:
                     _, accuracy = sess.run(
                         [graph.summary_ops["test"], graph.accuracy], test_feed(i))
@@ -94,16 +99,19 @@ def run_training(hparams, data_sets, summaries_dir):
                     continue
                 images, labels = data_sets.train.next_batch(hparams.batch_size)
                 feed = graph.feed(images, labels, hparams.dropout, i)
-                fetches = [graph.summary_ops["train"], graph.train_op]
+                fetches = [graph.summary_ops["train"], graph.train_op,
+                           graph.cross_entropy]
                 if i % hparams.trace_every == hparams.trace_every - 1:
                     run_options = tf.compat.v1.RunOptions(
                         trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
                     run_metadata = tf.compat.v1.RunMetadata()
-                    sess.run(fetches, feed, options=run_options,
-                             run_metadata=run_metadata)
+                    *_, loss_value = sess.run(fetches, feed, options=run_options,
+                                              run_metadata=run_metadata)
                     train_writer.add_run_metadata(run_metadata, "step%03d" % i, i)
                 else:
-                    sess.run(fetches, feed)
+                    *_, loss_value = sess.run(fetches, feed)
+                faults.check_finite(model.CROSS_ENTROPY, float(loss_value), i,
+                                    lambda: None)
             sess.run(graph.flush)
             train_writer.close()
             projected = (project(sess, graph, data_sets.test, hparams)
