@@ -7,7 +7,9 @@ ones; after every failure the data directory must hold nothing: no partial
 ``cifar-10-batches-bin``, no scratch directory, no ``.part`` file.
 """
 
+import gzip
 import io
+import lzma
 import os
 import re
 import shutil
@@ -575,6 +577,67 @@ def test_bad_existing_tarball_is_kept(tmp_path, tiny_layout):
         maybe_download_and_extract(str(data_dir), url=closed_port_url(),
                                    progress=False)
     assert os.listdir(data_dir) == [ARCHIVE_NAME]
+
+
+def tar_raw(entries):
+    """Like tar_gz, uncompressed: the bytes a compressed tarball holds."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def refused_existing_tarball(tmp_path, body, problem):
+    """Put ``body`` in data_dir as the tarball; unpacking it must fail with
+    ``problem`` (a regex) and leave nothing but the tarball."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / ARCHIVE_NAME).write_bytes(body)
+    with pytest.raises(CifarFormatError, match="^" + re.escape(
+            f"{data_dir / ARCHIVE_NAME}: ") + problem):
+        maybe_download_and_extract(str(data_dir), url=closed_port_url(),
+                                   progress=False)
+    assert os.listdir(data_dir) == [ARCHIVE_NAME]
+
+
+def test_damaged_compressed_data_is_refused(tmp_path, tiny_layout):
+    """A changed byte inside the gzip stream is caught by gzip's CRC.
+
+    tarfile stops reading at the end-of-archive blocks, before the CRC at
+    the end of the stream, so this used to come out as a changed pixel in
+    test_batch.bin with no error at all.
+    """
+    raw = tar_raw(layout_entries(tiny_layout))
+    # Level 0 stores the tar bytes verbatim, so the pixels can be found.
+    packed = bytearray(gzip.compress(raw, compresslevel=0))
+    with open(os.path.join(tiny_layout, "test_batch.bin"), "rb") as f:
+        pixels = f.read()[100:132]
+    at = packed.find(pixels)
+    assert at > 0 and packed.count(pixels) == 1
+    packed[at] ^= 0x01
+    refused_existing_tarball(tmp_path, bytes(packed), re.escape(
+        "could not read the archive (CRC check failed"))
+
+
+def test_tarball_cut_in_its_gzip_trailer_is_refused(tmp_path, tiny_layout):
+    """A download cut off in its last bytes: every member is whole, the
+    stream is not. This used to be unpacked as if nothing were wrong."""
+    body = tar_gz(layout_entries(tiny_layout))[:-4]
+    refused_existing_tarball(tmp_path, body, re.escape(
+        "not a readable tar archive (Compressed file ended before the "
+        "end-of-stream marker was reached)"))
+
+
+def test_corrupt_xz_tarball(tmp_path, tiny_layout):
+    """lzma's error is not an OSError; it used to escape as an LZMAError
+    instead of the one CIFAR-10 error."""
+    packed = bytearray(lzma.compress(tar_raw(layout_entries(tiny_layout))))
+    packed[len(packed) // 2] ^= 0xFF
+    refused_existing_tarball(tmp_path, bytes(packed), re.escape(
+        "not a readable tar archive (Corrupt input data)"))
 
 
 def test_incomplete_directory_is_replaced(server, tmp_path, tiny_layout):

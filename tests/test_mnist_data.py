@@ -106,6 +106,38 @@ def test_multi_member_gzip(tmp_path):
     np.testing.assert_array_equal(read_idx_labels(path), labels)
 
 
+def test_two_gzip_members_of_equal_size(tmp_path):
+    """Both members are read even when the last trailer's length happens to
+    match the first member's (the reader used to take that as a sign of a
+    single member and return only the first half)."""
+    labels = random_labels(12)
+    data = labels_header(12) + labels.tobytes()     # 20 bytes: 10 + 10
+    path = write_bytes(tmp_path / "labels.gz",
+                       gzip.compress(data[:10]) + gzip.compress(data[10:]))
+    np.testing.assert_array_equal(read_idx_labels(path), labels)
+
+
+def test_gzip_file_twice_in_a_row(tmp_path):
+    """What a download that restarted from byte 0 leaves: two copies. gzip
+    reads that as the IDX bytes twice; it used to be read as one copy."""
+    packed = gzip.compress(labels_header(4) + bytes([1, 2, 3, 4]))
+    path = write_bytes(tmp_path / "labels.gz", packed + packed)
+    with pytest.raises(MnistFormatError, match=re.escape(
+            f"{path}: 12 trailing bytes after the 4 labels (4 bytes) the "
+            f"header promises")):
+        read_idx_labels(path)
+
+
+def test_junk_after_gzip_member(tmp_path):
+    """Junk ending in the same 4 length bytes as the real trailer used to
+    pass the trailer check unnoticed."""
+    packed = gzip.compress(labels_header(4) + bytes([1, 2, 3, 4]))
+    path = write_bytes(tmp_path / "labels.gz", packed + packed[-8:])
+    with pytest.raises(MnistFormatError,
+                       match=re.escape(path) + ": corrupt gzip stream"):
+        read_idx_labels(path)
+
+
 def test_unpacked_file_is_found_under_gz_name(tmp_path):
     labels = random_labels(4)
     write_idx_labels(tmp_path / "labels-idx1-ubyte", labels)

@@ -30,6 +30,7 @@ statuses, so library code (and tests) can catch them.
 import contextlib
 import errno
 import os
+import resource
 import signal
 import sys
 
@@ -142,6 +143,29 @@ def write_failure(error):
     for number, fragment, description in _WRITE_FAILURES:
         if getattr(error, "errno", None) == number or fragment in text:
             return description
+    return None
+
+
+def event_file_problem(directory):
+    """Why the event files under ``directory`` may be incomplete, or None.
+
+    TensorFlow's summary writer drops what it cannot write without raising:
+    an event file that reached the process's file-size limit, or a file
+    system with no room left, loses the summaries after that point silently.
+    The binaries ask this after training, so the user hears of it.
+    """
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    for root, _, names in os.walk(directory):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if ("tfevents" in name and limit != resource.RLIM_INFINITY
+                    and os.path.getsize(path) >= limit):
+                return (f"event file {path} reached the file size limit "
+                        f"({limit} bytes); the summaries after that are lost")
+    stats = os.statvfs(directory)
+    if stats.f_bavail == 0:
+        return (f"the file system of {directory} is full; the event files may "
+                f"miss the last summaries")
     return None
 
 

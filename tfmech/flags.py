@@ -226,6 +226,9 @@ def guarded_training(program, output_flag="train_dir", lock=True):
                 train_dir_lock.locked(path, program, output_flag) if lock
                 else contextlib.nullcontext()):
             yield
+            problem = faults.event_file_problem(path)
+            if problem:
+                raise faults.WriteFailedError(problem)
     except faults.TrainingStopped as error:
         faults.exit_for(program, error)
     except CheckpointMismatchError as error:

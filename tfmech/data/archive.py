@@ -26,6 +26,12 @@ import shutil
 import tarfile
 import zlib
 
+try:
+    import lzma
+    _LZMA_ERRORS = (lzma.LZMAError,)    # not an OSError, unlike gzip's
+except ImportError:                     # Python built without lzma
+    _LZMA_ERRORS = ()
+
 _COPY_CHUNK_SIZE = 1024 * 1024
 _ONLY_PLAIN = "only regular files and directories are allowed"
 
@@ -82,15 +88,29 @@ def safe_extract_tar(archive_path, dest_dir):
                 seen.add(name)
                 _extract_file(archive_path, tar, member, dest_dir, name)
                 files.append(name)
+            _read_to_the_end(tar.fileobj)
     except ArchiveError:
         raise
-    except (tarfile.TarError, EOFError, zlib.error) as error:
+    except (tarfile.TarError, EOFError, zlib.error, *_LZMA_ERRORS) as error:
         raise ArchiveError(
             archive_path, f"not a readable tar archive ({error})") from error
-    except OSError as error:     # gzip.BadGzipFile, lzma errors, I/O errors
+    except OSError as error:     # gzip.BadGzipFile, bz2 errors, I/O errors
         raise ArchiveError(
             archive_path, f"could not read the archive ({error})") from error
     return files
+
+
+def _read_to_the_end(fileobj):
+    """Read the rest of the (decompressed) archive, so the stream is checked.
+
+    tarfile stops at the end-of-archive blocks, before the end of the
+    compressed stream, and gzip, bz2 and xz check their CRC and length
+    only there: without this, a damaged byte in the compressed data came
+    out as a changed byte in an extracted file with no error at all, and a
+    truncated download was accepted.
+    """
+    while fileobj.read(_COPY_CHUNK_SIZE):
+        pass
 
 
 def member_name(archive_path, member):

@@ -55,9 +55,6 @@ _IMAGES_HEADER = struct.Struct(">IIII")   # magic, count, rows, cols
 _LABELS_HEADER = struct.Struct(">II")     # magic, count
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS      # zlib: expect a gzip header
-_GZIP_MIN_SIZE = 18                    # 10-byte header + 8-byte trailer
-_MIN_GUNZIP_BUFFER = 16 * 1024
-_MAX_HINT_RATIO = 16
 _KIND_BY_MAGIC = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
 
 SOURCES = ("files", "tfds")
@@ -146,46 +143,34 @@ def _read_idx_bytes(path):
 def _gunzip(path, data):
     """Decompress a gzip file's bytes; broken streams are MnistFormatErrors.
 
-    ``zlib.decompress`` with the output size taken from the gzip trailer
-    fills one buffer of the right size, which is markedly faster for the
-    47 MB training images than ``gzip.decompress`` (growing buffers, a join
-    and a separate CRC pass). The trailer only describes the last member,
-    so a multi-member file shows up as a size mismatch and is handed to
-    ``gzip.decompress``, which understands members.
+    A ``zlib.decompressobj`` reads the first member and says where it
+    ends. Anything after it (more members, zero padding, or junk such as
+    a second copy of the file left by a download that restarted) sends the
+    whole file to ``gzip.decompress``, which reads every member and refuses
+    junk. ``zlib.decompress`` cannot be used for the first step, fast as it
+    is: it ignores whatever follows the first member, so a doubled file
+    read as the first copy alone, and a file of two equal members as its
+    first half.
     """
-    trailer_size = _gzip_trailer_size(data)
+    decompressor = zlib.decompressobj(_GZIP_WBITS)
     try:
-        content = zlib.decompress(data, wbits=_GZIP_WBITS,
-                                  bufsize=_size_hint(trailer_size, data))
-        if len(content) % 2**32 != trailer_size:
+        content = decompressor.decompress(data)
+        if not decompressor.eof:
+            raise MnistFormatError(
+                path, "truncated gzip stream (it ends before the end of its "
+                      "compressed data)")
+        if decompressor.unused_data:
             content = gzip.decompress(data)
     except EOFError as error:
         raise MnistFormatError(
             path, f"truncated gzip stream ({error})") from error
     except zlib.error as error:
-        if "truncated" in str(error):
-            raise MnistFormatError(
-                path, f"truncated gzip stream ({error})") from error
         raise MnistFormatError(
             path, f"corrupt gzip stream ({error})") from error
     except OSError as error:        # gzip.BadGzipFile and friends
         raise MnistFormatError(
             path, f"corrupt gzip stream ({error})") from error
     return content
-
-
-def _gzip_trailer_size(data):
-    """ISIZE from the gzip trailer: uncompressed size mod 2**32, or -1."""
-    if len(data) < _GZIP_MIN_SIZE:
-        return -1
-    return struct.unpack_from("<I", data, len(data) - 4)[0]
-
-
-def _size_hint(trailer_size, data):
-    # A damaged trailer must not make us reserve gigabytes: cap the hint at
-    # a generous compression ratio; past it zlib simply grows the buffer.
-    return max(_MIN_GUNZIP_BUFFER,
-               min(trailer_size, _MAX_HINT_RATIO * len(data)))
 
 
 def _check_magic(path, data, expected):
@@ -346,6 +331,12 @@ class DataSet:
         return self._float_images
 
     @property
+    def pixels(self):
+        """The images as stored, [N, 784]: uint8, served as uint8 times
+        ``PIXEL_SCALE`` in float32, or floats already in [0, 1]."""
+        return self._pixels
+
+    @property
     def labels(self):
         return self._labels
 
@@ -365,6 +356,17 @@ class DataSet:
         head of the next epoch, reshuffled, so no example is repeated or
         skipped within an epoch and every batch has the same size.
         """
+        return self._gather(self.next_batch_indices(batch_size, shuffle))
+
+    def next_batch_indices(self, batch_size, shuffle=True):
+        """The row indices of the batch ``next_batch`` would return, and
+        advances past it exactly as ``next_batch`` does.
+
+        For a training loop that keeps the split on the device (see
+        ``tfmech.data.resident``) and gathers its batches there: it draws
+        the same batches in the same order while only the indices, not the
+        pixels, cross from Python to TensorFlow.
+        """
         self._check_batch_size(batch_size)
         if shuffle and self._epochs_completed == 0 \
                 and self._index_in_epoch == 0:
@@ -373,7 +375,7 @@ class DataSet:
         end = start + batch_size
         if end <= self.num_examples:
             self._index_in_epoch = end
-            return self._gather(self._order[start:end])
+            return self._order[start:end]
         tail = self._order[start:]
         self._epochs_completed += 1
         if shuffle:
@@ -382,7 +384,7 @@ class DataSet:
             self._order = np.arange(self.num_examples)
         self._index_in_epoch = batch_size - tail.size
         head = self._order[:self._index_in_epoch]
-        return self._gather(np.concatenate([tail, head]))
+        return np.concatenate([tail, head])
 
     def iterate_batches(self, batch_size):
         """Yield (images, labels) over the whole split in stored order.
@@ -444,6 +446,12 @@ def _flatten(images):
     return flat
 
 
+# uint8 pixel -> [0, 1]: one float32 multiplication, so that any
+# implementation of it (numpy here, TensorFlow in ``tfmech.data.resident``)
+# gives the same bits.
+PIXEL_SCALE = np.float32(1.0 / 255.0)
+
+
 def _scale(pixels):
     """uint8 pixels -> float32 in [0, 1]; float pixels pass as float32.
 
@@ -451,7 +459,7 @@ def _scale(pixels):
     the same values as the original tutorial's conversion.
     """
     if pixels.dtype == np.uint8:
-        return np.multiply(pixels, np.float32(1.0 / 255.0), dtype=np.float32)
+        return np.multiply(pixels, PIXEL_SCALE, dtype=np.float32)
     return pixels.astype(np.float32, copy=False)
 
 

@@ -1,0 +1,492 @@
+"""Every training binary against real faults (issue 14, README "Faults").
+
+Each fault is done for real to a binary in its own process: a real signal
+(SIGTERM, SIGINT, SIGKILL), real damage to the files on disk, a real full
+file system (a small tmpfs) or a real file-size limit (RLIMIT_FSIZE). The
+code under test is not mocked or patched. What a user would notice is
+asserted: the exit status, the one line on stderr, which checkpoint the
+rerun resumes from, the final weights against an uninterrupted run.
+"""
+
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests import faults_lib
+from tests.conftest import write_learnable_mnist
+from tests.faults_lib import Binary, run
+
+FCF = "fully_connected_feed"
+PREFIX = {"v1": "model.ckpt", "v2": "ckpt"}
+APIS = ["v1", "v2"]
+
+
+@pytest.fixture(scope="module")
+def small_mnist_dir(tmp_path_factory):
+    """Learnable MNIST files with room for the binary's 5000 validation
+    examples (conftest's small set has 1500 training examples)."""
+    return write_learnable_mnist(tmp_path_factory.mktemp("mnist_6000"),
+                                 num_train=5600, num_test=300)
+
+
+def mechanics(api, train_dir, data_dir, max_steps, *extra):
+    return (f"--api={api}", f"--train_dir={train_dir}", f"--data_dir={data_dir}",
+            f"--max_steps={max_steps}", *extra)
+
+
+def cifar(api, train_dir, batches_dir, max_steps, *extra):
+    return (f"--api={api}", f"--train_dir={train_dir}",
+            f"--data_dir={os.path.dirname(batches_dir)}",
+            f"--max_steps={max_steps}", "--batch_size=16", "--log_frequency=5",
+            "--save_summaries_steps=5", *extra)
+
+
+def resumed_step(binary):
+    """The step a run says it resumed from, or None."""
+    for line in binary.stdout:
+        match = re.match(r"Resuming from (.+) at step (\d+)$", line)
+        if match:
+            return int(match.group(2))
+    return None
+
+
+def global_step(path):
+    from tfmech import checkpoints
+    return checkpoints.global_step_of(path)
+
+
+@pytest.fixture(scope="module")
+def trained_mechanics(small_mnist_dir, tmp_path_factory):
+    """Per API, a Mechanics 101 train_dir with ckpt 1000 and 2000."""
+    dirs = {}
+    for api in APIS:
+        train_dir = tmp_path_factory.mktemp(f"mechanics_{api}")
+        result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2000))
+        assert result.returncode == 0, result.output()
+        dirs[api] = train_dir
+    return dirs
+
+
+def copy_of(source, tmp_path, name="train"):
+    target = tmp_path / name
+    shutil.copytree(source, target)
+    return target
+
+
+# --- 2. SIGTERM / Ctrl-C ----------------------------------------------------
+
+@pytest.mark.parametrize("api", APIS)
+def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
+        api, small_mnist_dir, tmp_path):
+    train_dir = tmp_path / "train"
+    binary = Binary(FCF, *mechanics(api, train_dir, small_mnist_dir, 10**6))
+    binary.wait_for(r"^Step 200: loss")
+    binary.send(signal.SIGTERM)
+    assert binary.finish(60) == 128 + signal.SIGTERM == 143
+    match = re.fullmatch(
+        rf"{FCF}: stopped by SIGTERM at step (\d+); saved "
+        rf"{re.escape(PREFIX[api])}-(\d+); rerun the same command to resume",
+        binary.last_error_line())
+    assert match, binary.output()
+    step = int(match.group(1))
+    assert int(match.group(2)) == step > 200
+    assert global_step(str(train_dir / f"{PREFIX[api]}-{step}")) == step
+    # The event file was flushed: every logged loss up to the stop is there.
+    from tfmech import event_files
+    logged = sorted(s for tag, _, s, _ in event_files.values(str(train_dir))
+                    if tag == "loss")
+    assert logged == list(range(0, step, 100))
+    rerun = run(FCF, *mechanics(api, train_dir, small_mnist_dir, step + 1))
+    assert rerun.returncode == 0, rerun.output()
+    assert resumed_step(rerun) == step
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_ctrl_c_stops_cifar10_train_with_a_checkpoint(api, small_cifar10_dir,
+                                                      tmp_path):
+    train_dir = tmp_path / "train"
+    binary = Binary("cifar10_train",
+                    *cifar(api, train_dir, small_cifar10_dir, 10**6))
+    binary.wait_for(r": step 10, loss = ")
+    binary.send(signal.SIGINT)
+    assert binary.finish(120) == 128 + signal.SIGINT == 130
+    match = re.fullmatch(
+        rf"cifar10_train: stopped by SIGINT at step (\d+); saved "
+        rf"{re.escape(PREFIX[api])}-\1; rerun the same command to resume",
+        binary.last_error_line())
+    assert match, binary.output()
+    step = int(match.group(1))
+    assert global_step(str(train_dir / f"{PREFIX[api]}-{step}")) == step
+    rerun = run("cifar10_train", *cifar(api, train_dir, small_cifar10_dir,
+                                        step + 2))
+    assert rerun.returncode == 0, rerun.output()
+    assert resumed_step(rerun) == step
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_sigterm_ends_mnist_with_summaries_with_its_event_files_flushed(
+        api, small_mnist_dir, tmp_path):
+    summaries_dir = tmp_path / "summaries"
+    binary = Binary("mnist_with_summaries", f"--api={api}",
+                    f"--summaries_dir={summaries_dir}",
+                    f"--data_dir={small_mnist_dir}", "--max_steps=100000")
+    binary.wait_for(r"^Accuracy at step 20: ")
+    binary.send(signal.SIGTERM)
+    assert binary.finish(120) == 143
+    match = re.fullmatch(
+        r"mnist_with_summaries: stopped by SIGTERM at step (\d+); this "
+        r"program keeps no checkpoints; event files flushed",
+        binary.last_error_line())
+    assert match, binary.output()
+    step = int(match.group(1))
+    from tfmech import event_files
+    tested = sorted({s for tag, _, s, _ in event_files.values(
+        str(summaries_dir / "test")) if tag == "accuracy"})
+    assert tested == list(range(0, step, 10))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", APIS)
+def test_sigterm_stops_the_multi_device_trainer_with_a_checkpoint(
+        api, small_cifar10_dir, tmp_path):
+    train_dir = tmp_path / "train"
+    binary = Binary("cifar10_multi_gpu_train", "--num_gpus=2",
+                    *cifar(api, train_dir, small_cifar10_dir, 10**6))
+    binary.wait_for(r": step 10, loss = ")
+    binary.send(signal.SIGTERM)
+    assert binary.finish(120) == 143, binary.output()
+    match = re.fullmatch(
+        rf"cifar10_multi_gpu_train: stopped by SIGTERM at step (\d+); saved "
+        rf"{re.escape(PREFIX[api])}-\1; rerun the same command to resume",
+        binary.last_error_line())
+    assert match, binary.output()
+    step = int(match.group(1))
+    assert global_step(str(train_dir / f"{PREFIX[api]}-{step}")) == step
+
+
+# --- 3. NaN / Inf -----------------------------------------------------------
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_nan_loss_stops_naming_the_step_and_saves_nothing(
+        api, trained_mechanics, small_mnist_dir, tmp_path):
+    from tfmech import checkpoints
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    # Resume from 2000 with a learning rate that overflows float32.
+    before = faults_lib.listing(train_dir)
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000,
+                                 "--learning_rate=1e38"))
+    assert result.returncode == 1, result.output()
+    match = re.fullmatch(
+        rf"{FCF}: loss is (nan|inf) at step (\d+); stopped without saving "
+        rf"\(the newest checkpoint is {re.escape(PREFIX[api])}-2000\)\. Try a "
+        rf"smaller --learning_rate", result.last_error_line())
+    assert match, result.output()
+    assert 2000 <= int(match.group(2)) < 3000
+    after = [name for name in faults_lib.listing(train_dir)
+             if "tfevents" not in name]
+    assert after == [name for name in before if "tfevents" not in name]
+    newest = checkpoints.newest_intact(str(train_dir), PREFIX[api])
+    assert newest.endswith(f"{PREFIX[api]}-2000")
+    for key, value in faults_lib.checkpoint_values(newest).items():
+        assert np.all(np.isfinite(value)), key
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
+    """Weights scaled by 1e30 (a checkpoint written for it) overflow the
+    logits at the first step after it."""
+    import tensorflow as tf
+    from tfmech import checkpoints
+    from tfmech import init_checkpoint
+    from tfmech.cifar10 import model
+    first = tmp_path / "first"
+    result = run("cifar10_train", *cifar(api, first, small_cifar10_dir, 5))
+    assert result.returncode == 0, result.output()
+    source = tf.train.latest_checkpoint(str(first))
+    values = checkpoints.read_canonical(
+        source, [entry.name for entry in model.checkpoint_layout()
+                 if not entry.optional])
+    values["local4/weights"] = values["local4/weights"] * np.float32(1e30)
+    values["softmax_linear/weights"] = (values["softmax_linear/weights"]
+                                        * np.float32(1e30))
+    for entry in model.checkpoint_layout():
+        if entry.optional:
+            values[entry.name] = np.zeros(entry.shape, entry.dtype)
+    train_dir = tmp_path / "train"
+    os.makedirs(train_dir)
+    write = (init_checkpoint._write_v1 if api == "v1"
+             else init_checkpoint._write_v2)  # the writer --init_checkpoint uses
+    write(str(train_dir), values, 5)
+    result = run("cifar10_train", *cifar(api, train_dir, small_cifar10_dir, 20))
+    assert result.returncode == 1, result.output()
+    assert re.fullmatch(
+        rf"cifar10_train: total_loss is (nan|inf) at step 5; stopped without "
+        rf"saving \(the newest checkpoint is {re.escape(PREFIX[api])}-5\)\. "
+        rf"Try a smaller --learning_rate", result.last_error_line()), \
+        result.output()
+    assert checkpoints.newest_intact(str(train_dir), PREFIX[api]).endswith("-5")
+    assert not [name for name in os.listdir(train_dir)
+                if re.match(rf"{re.escape(PREFIX[api])}-(?!5\.)", name)]
+
+
+# --- 4. Damaged checkpoints -------------------------------------------------
+
+def _truncate_data(train_dir, prefix, step):
+    data = train_dir / f"{prefix}-{step}.data-00000-of-00001"
+    os.truncate(data, os.path.getsize(data) // 2)
+    return f"{prefix}-{step}"
+
+
+def _remove_index(train_dir, prefix, step):
+    os.remove(train_dir / f"{prefix}-{step}.index")
+    return f"{prefix}-{step}"
+
+
+def _flip_a_byte(train_dir, prefix, step):
+    data = train_dir / f"{prefix}-{step}.data-00000-of-00001"
+    contents = bytearray(data.read_bytes())
+    contents[len(contents) // 3] ^= 0xFF
+    data.write_bytes(bytes(contents))
+    return f"{prefix}-{step}"
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("damage", [_truncate_data, _remove_index, _flip_a_byte])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
+        api, damage, trained_mechanics, small_mnist_dir, tmp_path):
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    damaged = damage(train_dir, PREFIX[api], 2000)
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2001))
+    assert result.returncode == 0, result.output()
+    assert resumed_step(result) == 1000
+    warning = [line for line in result.stdout if line.startswith("warning:")]
+    skipped = warning[-1]
+    assert skipped.startswith(f"warning: skipped damaged {damaged} ("), \
+        result.output()
+    assert skipped.endswith(f"); resuming from {PREFIX[api]}-1000")
+    if damage is _remove_index:
+        # The state file still names it.
+        assert warning[:-1] == [
+            f"warning: {train_dir / 'checkpoint'} names {damaged}, whose "
+            f".index file is missing; using the checkpoint files themselves"]
+    else:
+        assert len(warning) == 1, result.output()
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("state", ["garbage {{{\n", 'model_checkpoint_path: '
+                                   '"{prefix}-7000"\n'])
+def test_a_bad_checkpoint_state_file_is_not_a_fresh_start(
+        api, state, trained_mechanics, small_mnist_dir, tmp_path):
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    (train_dir / "checkpoint").write_text(state.format(prefix=PREFIX[api]))
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2001))
+    assert result.returncode == 0, result.output()
+    assert resumed_step(result) == 2000
+    warning = [line for line in result.stdout if line.startswith("warning:")]
+    assert len(warning) == 1 and warning[0].startswith(
+        f"warning: {train_dir / 'checkpoint'} ") and warning[0].endswith(
+        "; using the checkpoint files themselves"), result.output()
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_when_every_checkpoint_is_damaged_the_run_stops_naming_them(
+        api, trained_mechanics, small_mnist_dir, tmp_path):
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    for step in (1000, 2000):
+        _truncate_data(train_dir, PREFIX[api], step)
+    before = faults_lib.listing(train_dir)
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000))
+    assert result.returncode == 1, result.output()
+    line = result.last_error_line()
+    assert line.startswith(f"{FCF}: error: {train_dir}: no intact checkpoint; "
+                           f"damaged: {PREFIX[api]}-2000 ("), line
+    assert f"; {PREFIX[api]}-1000 (" in line
+    assert line.endswith(". Move them away to start over at step 0")
+    assert faults_lib.listing(train_dir) == before
+
+
+def test_cifar10_v1_falls_back_past_a_truncated_checkpoint(small_cifar10_dir,
+                                                            tmp_path):
+    train_dir = tmp_path / "train"
+    result = run("cifar10_train", *cifar("v1", train_dir, small_cifar10_dir, 10,
+                                         "--save_checkpoint_steps=5"))
+    assert result.returncode == 0, result.output()
+    _truncate_data(train_dir, "model.ckpt", 10)
+    result = run("cifar10_train", *cifar("v1", train_dir, small_cifar10_dir, 12))
+    assert result.returncode == 0, result.output()
+    assert resumed_step(result) == 5
+    assert any(line.startswith("warning: skipped damaged model.ckpt-10 (")
+               for line in result.stdout), result.output()
+
+
+# --- 5. Flags that change the model -------------------------------------------
+
+@pytest.mark.parametrize("api", APIS)
+def test_resuming_with_another_hidden1_names_the_flag_and_both_values(
+        api, trained_mechanics, small_mnist_dir, tmp_path):
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    before = faults_lib.listing(train_dir)
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000,
+                                 "--hidden1=64"))
+    assert result.returncode == 1
+    assert result.last_error_line() == (
+        f"{FCF}: error: --train_dir {train_dir}: {PREFIX[api]}-2000 was "
+        f"written with --hidden1=128, this run has --hidden1=64 "
+        f"(hidden1/weights has shape [784, 128] there, [784, 64] here); pass "
+        f"--hidden1=128 to go on with it, or use another directory")
+    assert faults_lib.listing(train_dir) == before
+
+
+# --- 6. Two trainers, one train_dir -------------------------------------------
+
+def test_a_second_trainer_is_refused_and_a_dead_ones_lock_is_taken(
+        small_mnist_dir, tmp_path):
+    train_dir = tmp_path / "train"
+    first = Binary(FCF, *mechanics("v2", train_dir, small_mnist_dir, 10**6))
+    first.wait_for(r"^Step 100: loss")
+    second = run(FCF, *mechanics("v1", train_dir, small_mnist_dir, 10))
+    host = socket.gethostname()
+    assert second.returncode == 1
+    assert second.last_error_line() == (
+        f"{FCF}: error: --train_dir {train_dir} is in use by {FCF} (pid "
+        f"{first.pid} on {host}); wait for it to finish, stop it, or use "
+        f"another --train_dir")
+    first.send(signal.SIGKILL)
+    assert first.finish(60) == -signal.SIGKILL
+    third = run(FCF, *mechanics("v2", train_dir, small_mnist_dir, 10))
+    assert third.returncode == 0, third.output()
+    assert third.stdout[0] == (
+        f"note: {FCF} (pid {first.pid} on {host}) left a lock in {train_dir} "
+        f"and is no longer running; taking it")
+
+
+# --- 7. Full disk, file-size limit ------------------------------------------
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 700 KiB file system: room for one Mechanics 101 checkpoint
+    (420 KB) and its event file, not for two."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k",
+                              "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): "
+                    f"{mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
+        api, small_tmpfs, small_mnist_dir):
+    from tfmech import checkpoints
+    train_dir = small_tmpfs / "train"
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000))
+    assert result.returncode == 1, result.output()
+    assert result.last_error_line() == (
+        f"{FCF}: could not write checkpoint {PREFIX[api]}-2000 in {train_dir}: "
+        f"no space left on the device; the newest checkpoint is still "
+        f"{PREFIX[api]}-1000"), result.output()
+    assert checkpoints.newest_intact(str(train_dir), PREFIX[api]).endswith(
+        f"{PREFIX[api]}-1000")
+    assert checkpoints.damage_of(str(train_dir / f"{PREFIX[api]}-1000")) is None
+    assert not [name for name in os.listdir(train_dir) if "_temp" in name]
+
+
+def _file_size_limit(limit):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_file_size_limit_on_a_checkpoint_is_one_line(
+        api, trained_mechanics, small_mnist_dir, tmp_path):
+    from tfmech import checkpoints
+    train_dir = copy_of(trained_mechanics[api], tmp_path)
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000),
+                 preexec_fn=_file_size_limit(300_000))
+    assert result.returncode == 1, result.output()
+    assert result.last_error_line() == (
+        f"{FCF}: could not write checkpoint {PREFIX[api]}-3000 in {train_dir}: "
+        f"file too large (the file size limit); the newest checkpoint is "
+        f"still {PREFIX[api]}-2000"), result.output()
+    assert checkpoints.damage_of(str(train_dir / f"{PREFIX[api]}-2000")) is None
+    assert not [name for name in os.listdir(train_dir) if "_temp" in name]
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_an_event_file_at_the_file_size_limit_is_one_line(
+        api, small_mnist_dir, tmp_path):
+    summaries_dir = tmp_path / "summaries"
+    result = run("mnist_with_summaries", f"--api={api}",
+                 f"--summaries_dir={summaries_dir}",
+                 f"--data_dir={small_mnist_dir}", "--max_steps=60",
+                 preexec_fn=_file_size_limit(200_000))
+    assert result.returncode == 1, result.output()
+    line = result.last_error_line()
+    assert line.startswith("mnist_with_summaries: "), result.output()
+    assert "file size limit" in line and str(summaries_dir) in line, line
+    assert len(result.stderr) == 1, result.output()
+
+
+# --- 1. Kill -9 ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def uninterrupted_mechanics(small_mnist_dir, tmp_path_factory):
+    """Per API, the final checkpoint of an uninterrupted 2500-step run."""
+    finals = {}
+    for api in APIS:
+        train_dir = tmp_path_factory.mktemp(f"whole_{api}")
+        result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2500))
+        assert result.returncode == 0, result.output()
+        finals[api] = str(train_dir / f"{PREFIX[api]}-2500")
+    return finals
+
+
+def kill_and_rerun(program, args, rng, after_line, max_delay, kills):
+    """Runs ``program args`` killing it with SIGKILL ``kills`` times, each a
+    seeded random delay after ``after_line`` appears (or at once when the
+    rerun resumed past it), then runs it to its end. Returns the steps the
+    reruns resumed from."""
+    resumed = []
+    for _ in range(kills):
+        binary = Binary(program, *args)
+        binary.wait_for(after_line)
+        # The delay is drawn before acting, so a seed gives the same kills.
+        delay = rng.uniform(0, max_delay)
+        import time
+        time.sleep(delay)
+        binary.send(signal.SIGKILL)
+        status = binary.finish(60)
+        assert status in (-signal.SIGKILL, 0), binary.output()
+        resumed.append(resumed_step(binary))
+    final = run(program, *args)
+    assert final.returncode == 0, final.output()
+    resumed.append(resumed_step(final))
+    return resumed
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
+        api, uninterrupted_mechanics, small_mnist_dir, tmp_path):
+    train_dir = tmp_path / "train"
+    rng = random.Random(1401)
+    resumed = kill_and_rerun(
+        FCF, mechanics(api, train_dir, small_mnist_dir, 2500), rng,
+        r"^Step (1[1-9]|2[0-4])00: loss|^Resuming", 0.5, kills=2)
+    # Killed after step 1000 was saved: every rerun resumes from a saved step.
+    assert resumed[0] is None and set(resumed[1:]) <= {1000, 2000}, resumed
+    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-2500"),
+                                       uninterrupted_mechanics[api])
