@@ -18,7 +18,9 @@ class Binary:
     arrives, so a test can act when a given line appears."""
 
     def __init__(self, program, *args, preexec_fn=None):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # As a user runs it: the binary quiets TensorFlow itself.
+        env = {key: value for key, value in os.environ.items()
+               if key != "TF_CPP_MIN_LOG_LEVEL"}
         self.program = program
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"tfmech.{program}", *args], cwd=REPO,

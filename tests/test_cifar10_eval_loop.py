@@ -98,3 +98,22 @@ def test_a_checkpoint_that_appears_while_waiting_is_evaluated(tmp_path):
         str(tmp_path), lambda path, step: step, run_once=True,
         interval_secs=5, max_wait_secs=60, sleep=fake.sleep, clock=fake.clock)
     assert results == [7] and fake.sleeps == [5, 5, 5]
+
+
+def test_a_checkpoint_deleted_before_it_is_read_is_skipped_with_a_message(
+        tmp_path, capsys):
+    """The trainer's keep-the-newest-N removed ckpt-200's data after the
+    state file named it; the watch says so and evaluates the next one."""
+    trainer = Trainer(str(tmp_path))
+    deleted = trainer.save_at(200)
+    (tmp_path / "ckpt-200.data-00000-of-00001").unlink()
+    fake = FakeTime(on_sleep=lambda n: trainer.save_at(300) if n == 1 else None)
+    results = eval_loop.evaluate_checkpoints(
+        str(tmp_path), lambda path, step: step, interval_secs=5,
+        max_wait_secs=10, sleep=fake.sleep, clock=fake.clock)
+    assert results == [300]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(
+        f"Skipping {deleted}: it was deleted or damaged before it could be "
+        f"read (")
+    assert f"Evaluating {tmp_path / 'ckpt-300'} (global step 300)" in lines

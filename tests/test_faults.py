@@ -90,7 +90,7 @@ def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
     binary = Binary(FCF, *mechanics(api, train_dir, small_mnist_dir, 10**6))
     binary.wait_for(r"^Step 200: loss")
     binary.send(signal.SIGTERM)
-    assert binary.finish(60) == 128 + signal.SIGTERM == 143
+    assert binary.finish(60) == 128 + signal.SIGTERM == 143, binary.output()
     match = re.fullmatch(
         rf"{FCF}: stopped by SIGTERM at step (\d+); saved "
         rf"{re.escape(PREFIX[api])}-(\d+); rerun the same command to resume",
@@ -117,7 +117,7 @@ def test_ctrl_c_stops_cifar10_train_with_a_checkpoint(api, small_cifar10_dir,
                     *cifar(api, train_dir, small_cifar10_dir, 10**6))
     binary.wait_for(r": step 10, loss = ")
     binary.send(signal.SIGINT)
-    assert binary.finish(120) == 128 + signal.SIGINT == 130
+    assert binary.finish(120) == 128 + signal.SIGINT == 130, binary.output()
     match = re.fullmatch(
         rf"cifar10_train: stopped by SIGINT at step (\d+); saved "
         rf"{re.escape(PREFIX[api])}-\1; rerun the same command to resume",
@@ -140,7 +140,7 @@ def test_sigterm_ends_mnist_with_summaries_with_its_event_files_flushed(
                     f"--data_dir={small_mnist_dir}", "--max_steps=100000")
     binary.wait_for(r"^Accuracy at step 20: ")
     binary.send(signal.SIGTERM)
-    assert binary.finish(120) == 143
+    assert binary.finish(120) == 143, binary.output()
     match = re.fullmatch(
         r"mnist_with_summaries: stopped by SIGTERM at step (\d+); this "
         r"program keeps no checkpoints; event files flushed",
@@ -185,7 +185,7 @@ def test_a_nan_loss_stops_naming_the_step_and_saves_nothing(
                                  "--learning_rate=1e38"))
     assert result.returncode == 1, result.output()
     match = re.fullmatch(
-        rf"{FCF}: loss is (nan|inf) at step (\d+); stopped without saving "
+        rf"{FCF}: error: loss is (nan|inf) at step (\d+); stopped without saving "
         rf"\(the newest checkpoint is {re.escape(PREFIX[api])}-2000\)\. Try a "
         rf"smaller --learning_rate", result.last_error_line())
     assert match, result.output()
@@ -228,7 +228,7 @@ def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
     result = run("cifar10_train", *cifar(api, train_dir, small_cifar10_dir, 20))
     assert result.returncode == 1, result.output()
     assert re.fullmatch(
-        rf"cifar10_train: total_loss is (nan|inf) at step 5; stopped without "
+        rf"cifar10_train: error: total_loss is (nan|inf) at step 5; stopped without "
         rf"saving \(the newest checkpoint is {re.escape(PREFIX[api])}-5\)\. "
         rf"Try a smaller --learning_rate", result.last_error_line()), \
         result.output()
@@ -287,7 +287,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
 def test_a_bad_checkpoint_state_file_is_not_a_fresh_start(
         api, state, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
-    (train_dir / "checkpoint").write_text(state.format(prefix=PREFIX[api]))
+    (train_dir / "checkpoint").write_text(state.replace("{prefix}", PREFIX[api]))
     result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2001))
     assert result.returncode == 0, result.output()
     assert resumed_step(result) == 2000
@@ -353,7 +353,7 @@ def test_a_second_trainer_is_refused_and_a_dead_ones_lock_is_taken(
     train_dir = tmp_path / "train"
     first = Binary(FCF, *mechanics("v2", train_dir, small_mnist_dir, 10**6))
     first.wait_for(r"^Step 100: loss")
-    second = run(FCF, *mechanics("v1", train_dir, small_mnist_dir, 10))
+    second = run(FCF, *mechanics("v2", train_dir, small_mnist_dir, 10))
     host = socket.gethostname()
     assert second.returncode == 1
     assert second.last_error_line() == (
@@ -395,7 +395,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
     result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 3000))
     assert result.returncode == 1, result.output()
     assert result.last_error_line() == (
-        f"{FCF}: could not write checkpoint {PREFIX[api]}-2000 in {train_dir}: "
+        f"{FCF}: error: could not write checkpoint {PREFIX[api]}-2000 in {train_dir}: "
         f"no space left on the device; the newest checkpoint is still "
         f"{PREFIX[api]}-1000"), result.output()
     assert checkpoints.newest_intact(str(train_dir), PREFIX[api]).endswith(
@@ -419,7 +419,7 @@ def test_a_file_size_limit_on_a_checkpoint_is_one_line(
                  preexec_fn=_file_size_limit(300_000))
     assert result.returncode == 1, result.output()
     assert result.last_error_line() == (
-        f"{FCF}: could not write checkpoint {PREFIX[api]}-3000 in {train_dir}: "
+        f"{FCF}: error: could not write checkpoint {PREFIX[api]}-3000 in {train_dir}: "
         f"file too large (the file size limit); the newest checkpoint is "
         f"still {PREFIX[api]}-2000"), result.output()
     assert checkpoints.damage_of(str(train_dir / f"{PREFIX[api]}-2000")) is None
@@ -436,7 +436,7 @@ def test_an_event_file_at_the_file_size_limit_is_one_line(
                  preexec_fn=_file_size_limit(200_000))
     assert result.returncode == 1, result.output()
     line = result.last_error_line()
-    assert line.startswith("mnist_with_summaries: "), result.output()
+    assert line.startswith("mnist_with_summaries: error: "), result.output()
     assert "file size limit" in line and str(summaries_dir) in line, line
     assert len(result.stderr) == 1, result.output()
 
@@ -490,3 +490,82 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
     assert resumed[0] is None and set(resumed[1:]) <= {1000, 2000}, resumed
     faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-2500"),
                                        uninterrupted_mechanics[api])
+
+
+# --- 10. Eval -------------------------------------------------------------------
+
+@pytest.mark.parametrize("api", APIS)
+def test_eval_of_a_checkpoint_whose_data_vanished_names_it(
+        api, small_cifar10_dir, tmp_path):
+    train_dir = tmp_path / "train"
+    result = run("cifar10_train", *cifar("v2", train_dir, small_cifar10_dir, 5))
+    assert result.returncode == 0, result.output()
+    (train_dir / "ckpt-5.data-00000-of-00001").unlink()
+    evaluated = run("cifar10_eval", f"--api={api}", "--run_once",
+                    f"--checkpoint_dir={train_dir}", "--num_examples=16",
+                    f"--eval_dir={tmp_path / 'eval'}",
+                    f"--data_dir={os.path.dirname(small_cifar10_dir)}")
+    assert evaluated.returncode == 1, evaluated.output()
+    assert evaluated.stdout[0].startswith(
+        f"Skipping {train_dir / 'ckpt-5'}: it was deleted or damaged before "
+        f"it could be read (")
+    assert evaluated.last_error_line().startswith(
+        f"cifar10_eval: error: the newest checkpoint in --checkpoint_dir "
+        f"{train_dir} could not be read (")
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_eval_of_another_models_checkpoint_is_a_named_error(
+        api, trained_mechanics, small_cifar10_dir, tmp_path):
+    evaluated = run("cifar10_eval", f"--api={api}", "--run_once",
+                    f"--checkpoint_dir={trained_mechanics['v2']}",
+                    "--num_examples=16", f"--eval_dir={tmp_path / 'eval'}",
+                    f"--data_dir={os.path.dirname(small_cifar10_dir)}")
+    assert evaluated.returncode == 1, evaluated.output()
+    assert evaluated.last_error_line() == (
+        f"cifar10_eval: error: checkpoint "
+        f"{trained_mechanics['v2'] / 'ckpt-2000'} has no variable "
+        f"'conv1/weights/ExponentialMovingAverage' (looked for "
+        f"'conv1/weights/ExponentialMovingAverage' and "
+        f"'ema/conv1/weights/.ATTRIBUTES/VARIABLE_VALUE')")
+    assert len(evaluated.stderr) == 1, evaluated.output()
+
+
+# --- 11. Truncated event files ------------------------------------------------
+
+def complete_records(path):
+    """How many whole TFRecords ``path`` holds, by its framing (8-byte
+    length, 4-byte CRC, data, 4-byte CRC), read independently of TF."""
+    data = open(path, "rb").read()
+    offset = count = 0
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset:offset + 8], "little")
+        end = offset + 12 + length + 4
+        if end > len(data):
+            break
+        offset, count = end, count + 1
+    return count
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
+        api, small_mnist_dir, tmp_path):
+    from tensorboard.backend.event_processing import event_file_loader
+    from tfmech import event_files
+    train_dir = tmp_path / "train"
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 1000))
+    assert result.returncode == 0, result.output()
+    (first,) = event_files.event_files(str(train_dir))
+    # Cut inside the last record, as a kill in the middle of a write does.
+    os.truncate(first, os.path.getsize(first) - 7)
+    kept = complete_records(first)
+    # TensorBoard's own reader: every whole record, no error at the cut.
+    loaded = list(event_file_loader.LegacyEventFileLoader(str(first)).Load())
+    assert len(loaded) == kept
+    result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 1300))
+    assert result.returncode == 0, result.output()
+    assert resumed_step(result) == 1000
+    steps = sorted(step for tag, _, step, _ in event_files.values(
+        str(train_dir)) if tag == "loss")
+    # The last loss record (step 900) was cut; the resumed run added 1000+.
+    assert steps == list(range(0, 900, 100)) + [1000, 1100, 1200]

@@ -43,10 +43,13 @@ class TrainingStopped(Exception):
     """A fault that ends a run with one line and ``exit_status``."""
 
     exit_status = EXIT_ERROR
+    label = "error: "
 
 
 class Interrupted(TrainingStopped):
     """SIGTERM or SIGINT arrived; the run saved ``checkpoint`` at ``step``."""
+
+    label = ""  # asked for, not an error
 
     def __init__(self, signum, step, checkpoint=None):
         self.signum = signum
@@ -171,5 +174,5 @@ def event_file_problem(directory):
 
 def exit_for(program, error):
     """Ends the program for a TrainingStopped ``error``: one line, its status."""
-    print(f"{program}: {error}", file=sys.stderr, flush=True)
+    print(f"{program}: {error.label}{error}", file=sys.stderr, flush=True)
     sys.exit(error.exit_status)

@@ -35,6 +35,11 @@ def stopping_line(checkpoint_dir, max_wait_secs, count):
                                        "" if count == 1 else "s"))
 
 
+def skipping_line(checkpoint_path, damage):
+    return ("Skipping %s: it was deleted or damaged before it could be read "
+            "(%s)" % (checkpoint_path, damage))
+
+
 def waiting_line(checkpoint_dir, max_wait_secs):
     bound = ("without a bound" if max_wait_secs is None
              else "for up to %d s" % max_wait_secs)
@@ -67,10 +72,23 @@ def evaluate_checkpoints(checkpoint_dir, evaluate, run_once=False,
     while True:
         latest = tf.train.latest_checkpoint(checkpoint_dir)
         if latest is not None and latest != evaluated:
-            step = checkpoints.global_step_of(latest)
-            progress.say(evaluating_line(latest, step))
-            results.append(evaluate(latest, step))
             evaluated = latest
+            try:
+                step = checkpoints.global_step_of(latest)
+                progress.say(evaluating_line(latest, step))
+                results.append(evaluate(latest, step))
+            except Exception as error:  # pylint: disable=broad-except
+                damage = checkpoints.damage_of(latest)
+                if damage is None:
+                    raise  # the checkpoint is fine: a real error
+                # The trainer's keep-the-newest-N deleted it after the
+                # listing, or it is damaged: not worth stopping a watch for.
+                progress.say(skipping_line(latest, damage))
+                if run_once:
+                    raise NoCheckpointError(
+                        "the newest checkpoint in --checkpoint_dir %s could "
+                        "not be read (%s)" % (checkpoint_dir, damage)) from error
+                continue
             if run_once:
                 return results
             waiting_since = clock()

@@ -87,10 +87,15 @@ def run_training(hparams, data_sets, summaries_dir):
             test_feed = lambda i: graph.feed(  # noqa: E731
                 data_sets.test.images, data_sets.test.labels, 1.0, i)
 
+            def flush_event_files():
+                """Before stopping: no checkpoint to save, just the events."""
+                sess.run(graph.flush)
+                train_writer.flush()
+
             for i in range(hparams.max_steps):
                 # No checkpoints in this program (as the original): a stop
                 # signal ends it with the event files flushed.
-                faults.raise_if_stop_requested(i, lambda: sess.run(graph.flush))
+                faults.raise_if_stop_requested(i, flush_event_files)
                 if i % hparams.test_every == 0:
                     _, accuracy = sess.run(
                         [graph.summary_ops["test"], graph.accuracy], test_feed(i))

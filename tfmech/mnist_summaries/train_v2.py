@@ -106,8 +106,7 @@ def run_training(hparams, data_sets, summaries_dir):
     for i in range(hparams.max_steps):
         # No checkpoints in this program (as the original): a stop signal
         # ends it with the event files flushed.
-        faults.raise_if_stop_requested(
-            i, lambda: [writer.flush() for writer in writers.values()] and None)
+        faults.raise_if_stop_requested(i, lambda: flush_all(writers))
         step = tf.constant(i, tf.int64)
         if i % hparams.test_every == 0:
             accuracy = net.test_step(step)["accuracy"].numpy()
@@ -133,6 +132,12 @@ def run_training(hparams, data_sets, summaries_dir):
         writer.close()
     record.final_step = hparams.max_steps
     return record
+
+
+def flush_all(writers):
+    """Before stopping: no checkpoint to save, just the events."""
+    for writer in writers.values():
+        writer.flush()
 
 
 def write_projector(net, test, summaries_dir):
