@@ -402,7 +402,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
     assert checkpoints.newest_intact(str(train_dir), PREFIX[api]).endswith(
         f"{PREFIX[api]}-1000")
     assert checkpoints.damage_of(str(train_dir / f"{PREFIX[api]}-1000")) is None
-    assert not [name for name in os.listdir(train_dir) if "_temp" in name]
+    assert not [name for name in os.listdir(train_dir)
+                if "_temp" in name or ".tempstate" in name]
 
 
 def _file_size_limit(limit):
@@ -424,7 +425,8 @@ def test_a_file_size_limit_on_a_checkpoint_is_one_line(
         f"file too large (the file size limit); the newest checkpoint is "
         f"still {PREFIX[api]}-2000"), result.output()
     assert checkpoints.damage_of(str(train_dir / f"{PREFIX[api]}-2000")) is None
-    assert not [name for name in os.listdir(train_dir) if "_temp" in name]
+    assert not [name for name in os.listdir(train_dir)
+                if "_temp" in name or ".tempstate" in name]
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -582,7 +584,7 @@ def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
     """A checkpoint every 2 steps makes writing one a large share of the run,
     so seeded random kills land inside writes too (counted by the
     ``*_temp`` directories a kill leaves behind)."""
-    args = lambda train_dir: cifar(api, train_dir, small_cifar10_dir, 40,  # noqa: E731
+    args = lambda train_dir: cifar(api, train_dir, small_cifar10_dir, 80,  # noqa: E731
                                    "--save_checkpoint_steps=2")
     whole = tmp_path / "whole"
     result = run("cifar10_train", *args(whole))
@@ -594,14 +596,15 @@ def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
 
     def half_written():
         return {name for name in (os.listdir(train_dir) if train_dir.exists()
-                                  else []) if "_temp" in name}
+                                  else []) if "_temp" in name
+                or ".tempstate" in name}
 
     for _ in range(KILLS_PER_API):
         before = half_written()
         binary = Binary("cifar10_train", *args(train_dir))
         # Training has started (or there was nothing left to do).
         binary.wait_for(r": step \d+, loss = |Nothing to train")
-        time.sleep(rng.uniform(0, 1.0))
+        time.sleep(rng.uniform(0, 3.0))
         binary.send(signal.SIGKILL)
         binary.finish(60)
         resumed.append(resumed_step(binary))
@@ -610,5 +613,51 @@ def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
     assert final.returncode == 0, final.output()
     print(f"{api}: {KILLS_PER_API} kills, {during_writes} left a checkpoint "
           f"half-written; resumed from {resumed + [resumed_step(final)]}")
-    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-40"),
-                                       str(whole / f"{PREFIX[api]}-40"))
+    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-80"),
+                                       str(whole / f"{PREFIX[api]}-80"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", APIS)
+def test_a_kill_inside_a_checkpoint_write_resumes_from_the_one_before(
+        api, small_cifar10_dir, tmp_path):
+    """Watches the directory and kills the moment a checkpoint's temporary
+    files appear (v2: ``ckpt-N_temp/``; v1's Saver: ``model.ckpt-N.data-...
+    .tempstate...``), i.e. while TensorFlow writes them."""
+    def in_progress(directory):
+        return [name for name in (os.listdir(directory) if directory.exists()
+                                  else []) if "_temp" in name
+                or ".tempstate" in name]
+
+    caught = None
+    for attempt in range(5):  # a write can end between two looks; try again
+        train_dir = tmp_path / f"train{attempt}"
+        args = cifar(api, train_dir, small_cifar10_dir, 30,
+                     "--save_checkpoint_steps=2")
+        binary = Binary("cifar10_train", *args)
+        deadline = time.monotonic() + 300
+        while binary.process.poll() is None and time.monotonic() < deadline:
+            temps = in_progress(train_dir)
+            if temps:
+                binary.send(signal.SIGKILL)
+                break
+        binary.finish(60)
+        left = in_progress(train_dir)
+        if left:
+            caught = left[0]
+            break
+    assert caught, "no kill landed inside a checkpoint write in 5 tries"
+    half_step = int(re.search(r"-(\d+)(_temp|\.data)", caught).group(1))
+    from tfmech import checkpoints
+    newest = checkpoints.newest_intact(str(train_dir), PREFIX[api])
+    assert newest is None or global_step(newest) < half_step
+    final = run("cifar10_train", *args)
+    assert final.returncode == 0, final.output()
+    assert resumed_step(final) == (None if newest is None
+                                   else global_step(newest))
+    whole = tmp_path / "whole"
+    result = run("cifar10_train", *cifar(api, whole, small_cifar10_dir, 30,
+                                         "--save_checkpoint_steps=2"))
+    assert result.returncode == 0, result.output()
+    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-30"),
+                                       str(whole / f"{PREFIX[api]}-30"))

@@ -189,8 +189,14 @@ def write_guard(directory, prefix, step):
         problem = faults.write_failure(error)
         if problem is None:
             raise
-        for temp in glob.glob(os.path.join(directory, f"{prefix}-{step}_temp*")):
-            shutil.rmtree(temp, ignore_errors=True)
+        # v2's manager writes into <prefix>-<step>_temp/, v1's Saver into
+        # <prefix>-<step>.data-*.tempstate* files.
+        for pattern in (f"{prefix}-{step}_temp*", f"{prefix}-{step}.*tempstate*"):
+            for temp in glob.glob(os.path.join(directory, pattern)):
+                if os.path.isdir(temp):
+                    shutil.rmtree(temp, ignore_errors=True)
+                else:
+                    os.remove(temp)
         previous = tf.train.latest_checkpoint(directory)
         kept = (f"the newest checkpoint is still {os.path.basename(previous)}"
                 if previous else "there is no earlier checkpoint")
