@@ -661,3 +661,41 @@ def test_a_kill_inside_a_checkpoint_write_resumes_from_the_one_before(
     assert result.returncode == 0, result.output()
     faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-30"),
                                        str(whole / f"{PREFIX[api]}-30"))
+
+
+# --- 8. An output directory that cannot be written ------------------------------
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only file system (a tmpfs mounted ``ro``): root, who may
+    write anywhere else, cannot write here either."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k",
+                              "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): "
+                    f"{mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("program,flag", [
+    (FCF, "train_dir"),
+    ("mnist_with_summaries", "summaries_dir"),
+    ("cifar10_train", "train_dir"),
+    ("cifar10_multi_gpu_train", "train_dir"),
+    ("cifar10_eval", "eval_dir"),
+])
+def test_an_output_dir_that_cannot_be_written_is_one_line_before_any_work(
+        program, flag, read_only_dir, small_cifar10_dir):
+    data = (["--fake_data"] if program in (FCF, "mnist_with_summaries")
+            else [f"--data_dir={os.path.dirname(small_cifar10_dir)}"])
+    extra = (["--run_once", "--num_examples=10"] if program == "cifar10_eval"
+             else ["--max_steps=1"])
+    result = run(program, *data, f"--{flag}={read_only_dir}", *extra)
+    assert result.returncode == 1, result.output()
+    assert result.stderr == [
+        f"{program}: error: --{flag} {read_only_dir} is not writable"]
+    assert not [line for line in result.stdout if "Step" in line]
