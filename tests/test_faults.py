@@ -579,15 +579,18 @@ KILLS_PER_API = 8
 
 @pytest.mark.slow
 @pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("program,devices,kills", [
+    ("cifar10_train", (), KILLS_PER_API),
+    ("cifar10_multi_gpu_train", ("--num_gpus=2",), 3)])
 def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
-        api, small_cifar10_dir, tmp_path):
+        api, program, devices, kills, small_cifar10_dir, tmp_path):
     """A checkpoint every 2 steps makes writing one a large share of the run,
-    so seeded random kills land inside writes too (counted by the
-    ``*_temp`` directories a kill leaves behind)."""
+    so seeded random kills land inside writes too (counted by the temporary
+    files a kill leaves behind)."""
     args = lambda train_dir: cifar(api, train_dir, small_cifar10_dir, 80,  # noqa: E731
-                                   "--save_checkpoint_steps=2")
+                                   "--save_checkpoint_steps=2", *devices)
     whole = tmp_path / "whole"
-    result = run("cifar10_train", *args(whole))
+    result = run(program, *args(whole))
     assert result.returncode == 0, result.output()
     train_dir = tmp_path / "killed"
     rng = random.Random(14)
@@ -599,9 +602,9 @@ def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
                                   else []) if "_temp" in name
                 or ".tempstate" in name}
 
-    for _ in range(KILLS_PER_API):
+    for _ in range(kills):
         before = half_written()
-        binary = Binary("cifar10_train", *args(train_dir))
+        binary = Binary(program, *args(train_dir))
         # Training has started (or there was nothing left to do).
         binary.wait_for(r": step \d+, loss = |Nothing to train")
         time.sleep(rng.uniform(0, 3.0))
@@ -609,9 +612,9 @@ def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
         binary.finish(60)
         resumed.append(resumed_step(binary))
         during_writes += bool(half_written() - before)
-    final = run("cifar10_train", *args(train_dir))
+    final = run(program, *args(train_dir))
     assert final.returncode == 0, final.output()
-    print(f"{api}: {KILLS_PER_API} kills, {during_writes} left a checkpoint "
+    print(f"{program} {api}: {kills} kills, {during_writes} left a checkpoint "
           f"half-written; resumed from {resumed + [resumed_step(final)]}")
     faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-80"),
                                        str(whole / f"{PREFIX[api]}-80"))
