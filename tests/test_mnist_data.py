@@ -465,13 +465,26 @@ def test_splits_shuffle_differently(tmp_path):
     assert test_order not in (train_order, validation_order)
 
 
-@pytest.mark.parametrize("bad", [-1, 12, 100, 2.5])
+@pytest.mark.parametrize("bad", [-1, 2.5])
 def test_bad_validation_size(tmp_path, bad):
     write_small_mnist(tmp_path)
     with pytest.raises(ValueError, match=re.escape(
             f"validation_size must be an integer in [0, 12) (the training "
             f"data holds 12 examples), got {bad!r}")):
         read_data_sets(str(tmp_path), validation_size=bad, download=False)
+
+
+@pytest.mark.parametrize("validation_size", [12, 100])
+def test_a_training_file_too_small_for_the_validation_split_is_a_data_error(
+        tmp_path, validation_size):
+    write_small_mnist(tmp_path)
+    with pytest.raises(MnistFormatError) as error:
+        read_data_sets(str(tmp_path), validation_size=validation_size,
+                       download=False)
+    assert str(error.value) == (
+        f"{tmp_path / 'train-images-idx3-ubyte.gz'}: holds 12 training "
+        f"images, not more than the {validation_size} set aside for "
+        f"validation; a training set needs at least {validation_size + 1}")
 
 
 def test_unknown_source(tmp_path):

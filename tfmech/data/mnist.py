@@ -566,7 +566,8 @@ def _split(train, test, validation_size, seed):
     # Check the counts on the whole files first, so a mismatch names them.
     _check_counts_match(train_images, train_labels, train_images_src,
                         train_labels_src)
-    _check_validation_size(validation_size, len(train_images))
+    _check_validation_size(validation_size, len(train_images),
+                           train_images_src)
     sources = dict(images_source=train_images_src,
                    labels_source=train_labels_src)
     validation = DataSet(train_images[:validation_size],
@@ -581,10 +582,18 @@ def _split(train, test, validation_size, seed):
     return Datasets(train_split, validation, test_split)
 
 
-def _check_validation_size(validation_size, num_train):
-    """At least one training example must be left after the split."""
+def _check_validation_size(validation_size, num_train, images_source):
+    """At least one training example must be left after the split; a file
+    too small for the split is a data error naming it (one line in the
+    binaries), a bad argument a ValueError."""
     is_integer = (isinstance(validation_size, (int, np.integer))
                   and not isinstance(validation_size, bool))
+    if is_integer and 0 <= validation_size and validation_size >= num_train:
+        raise MnistFormatError(
+            images_source,
+            f"holds {num_train} training images, not more than the "
+            f"{validation_size} set aside for validation; a training set "
+            f"needs at least {validation_size + 1}")
     if not (is_integer and 0 <= validation_size < num_train):
         raise ValueError(
             f"validation_size must be an integer in [0, {num_train}) (the "
