@@ -289,3 +289,43 @@ def test_bad_data_and_exhausted_iterators_say_what_to_do(tmp_path):
     assert str(error.value) == (
         "TrainLoop: the data iterator ran out of batches at global step 3; "
         "the loop needs one batch per step (use dataset.repeat())")
+
+
+# k steps per call.
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_k_steps_per_call_give_the_weights_of_k_single_steps(tmp_path,
+                                                            jit_compile):
+    """One call of 16 steps, calls of 5, and 16 calls of one step each end
+    with the same weights, step count and per-step hook totals: running k
+    steps inside one tf.function changes how often Python is involved, not
+    the arithmetic (bit-identical without XLA; with it, to float rounding)."""
+    results = {}
+    for per_call in (16, 5, 1):
+        recorder = Recorder()
+        net, loop = make_loop(tmp_path / str(per_call), callbacks=[recorder],
+                              log_every=1000, max_steps_per_call=per_call)
+        if jit_compile:
+            loop = v2_loop.TrainLoop(net.step, net.global_step,
+                                     loop.checkpointer, callbacks=[recorder],
+                                     log_every=1000, max_steps_per_call=per_call,
+                                     jit_compile=True)
+        loop.run(numpy_batches(), 16)
+        results[per_call] = (net.w.numpy(), int(net.global_step.numpy()),
+                             float(recorder.loss_sum.numpy()),
+                             int(recorder.steps_run.numpy()))
+        if per_call > 1:
+            # Calls of 1 and of per_call steps (and a shorter last one):
+            # traced for 1 step and once for any longer call.
+            assert loop._run_stacked.experimental_get_tracing_count() <= 2
+    single = results[1]
+    assert single[1] == single[3] == 16
+    for per_call in (16, 5):
+        weights, steps, loss_sum, hook_steps = results[per_call]
+        assert (steps, hook_steps) == (16, 16)
+        if jit_compile:
+            np.testing.assert_allclose(weights, single[0], rtol=1e-6)
+            assert loss_sum == pytest.approx(single[2], rel=1e-6)
+        else:
+            np.testing.assert_array_equal(weights, single[0])
+            assert loss_sum == single[2]

@@ -83,9 +83,9 @@ def define_jit():
     flags.DEFINE_boolean(
         "jit", False,
         "--api=v2 only: compile the training steps with XLA "
-        "(tf.function(jit_compile=True)). On a CPU about twice the steps/s of "
-        "the Mechanics 101 network, but many times slower for convolutions; "
-        "the numbers then match --api=v1's to about 1e-3 instead of 1e-4.")
+        "(tf.function(jit_compile=True)). On a quiet CPU up to about twice "
+        "the steps/s of the Mechanics 101 network (XLA makes convolutions many "
+        "times slower); the losses then match --api=v1's to 1e-3, not 1e-4.")
     flags.register_multi_flags_validator(
         ["jit", "api"], lambda values: not values["jit"] or values["api"] == "v2",
         message="--jit needs --api=v2 (v1 runs the original Session program)")

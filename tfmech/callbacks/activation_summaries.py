@@ -63,6 +63,7 @@ class ActivationSummaries(PeriodicSummary):
         self._probe_model = None
         self._probe_model_of = None
         self._probe_tags = None
+        self._probe_outputs = None
 
     def summary_tensors(self, logs):
         activations = logs.get("activations")
@@ -71,11 +72,11 @@ class ActivationSummaries(PeriodicSummary):
         return activations
 
     def write_tensors(self, step, tensors):
-        for tag, value in tensors.items():
-            summaries.histogram(tag, value, step)
-            if self.sparsity:
+        summaries.histograms(tensors, step)
+        if self.sparsity:
+            for tag, value in tensors.items():
                 summaries.scalar(summaries.sparsity_tag(tag),
-                                 tf.math.zero_fraction(value), step)
+                                 summaries.zero_fraction(value), step)
 
     def probe_activations(self):
         """{<layer>/activations: output} of the model's layers on the probe."""
@@ -87,9 +88,7 @@ class ActivationSummaries(PeriodicSummary):
                 + flattened_hint("activations"))
         if self._probe_model_of is not self.model:
             self._build_probe_model(self.model)
-        outputs = keras.tree.flatten(
-            self._probe_model(self._probe_inputs, training=False))
-        return dict(zip(self._probe_tags, outputs))
+        return dict(zip(self._probe_tags, self._probe_outputs()))
 
     def _build_probe_model(self, model):
         """A model from ``model``'s inputs to every layer's output, once."""
@@ -110,3 +109,10 @@ class ActivationSummaries(PeriodicSummary):
         self._probe_model = keras.Model(
             inputs=inputs, outputs=[output for _, output in pairs])
         self._probe_model_of = model
+        probe_inputs = keras.tree.map_structure(tf.convert_to_tensor,
+                                                self._probe_inputs)
+        probe_model = self._probe_model
+        # Traced once: run eagerly, the forward pass of a deep model is a
+        # dispatch per layer, many times the training step's time.
+        self._probe_outputs = tf.function(lambda: keras.tree.flatten(
+            probe_model(probe_inputs, training=False)))

@@ -32,6 +32,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tfmech import summaries
+
 MODES = ("train", "test")
 
 # One writer per directory for the whole process: two callbacks given the
@@ -44,7 +46,7 @@ def file_writer(logdir):
     key = os.path.abspath(os.fspath(logdir))
     writer = _writers_by_directory.get(key)
     if writer is None:
-        writer = tf.summary.create_file_writer(key)
+        writer = summaries.create_file_writer(key)
         _writers_by_directory[key] = writer
     return writer
 
@@ -247,6 +249,21 @@ class PeriodicSummary(keras.callbacks.Callback):
         with self.writer.as_default():
             # A tensor step, so a new step value does not retrace.
             self._traced_write(tf.constant(step, tf.int64), tensors)
+
+    def record_in_graph(self, step, logs):
+        """Builds this callback's summary ops for ``logs`` into the graph
+        being built: a tf.compat.v1 graph (``in_graph.build_summary_ops``)
+        or the caller's own tf.function.
+
+        For a loop that records at every step (MNIST with summaries) a
+        recording per Keras hook is a separate call, dispatched from Python,
+        for each callback: more time than the training step it describes.
+        Traced into the step, the summaries are ops of the same call. The
+        caller decides when they run; nothing here checks the schedule.
+        ``step`` is an int64 tensor; ``logs`` holds the step's tensors.
+        """
+        with self.writer.as_default():
+            return self.write_tensors(step, self.summary_tensors(logs))
 
     def _step_of(self, batch, logs):
         """The summary step of this batch (see the class docstring)."""

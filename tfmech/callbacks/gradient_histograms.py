@@ -53,6 +53,8 @@ class GradientHistograms(PeriodicSummary):
                 f"GradientHistograms: probe_batch must be (x, y) or "
                 f"(x, y, sample_weight), got {len(probe_batch)} items")
         self._probe_batch = probe_batch
+        self._probe_gradients = None
+        self._probe_gradients_of = None
 
     def summary_tensors(self, logs):
         gradients = logs.get("gradients")
@@ -62,8 +64,7 @@ class GradientHistograms(PeriodicSummary):
                 for path, gradient in gradients.items() if gradient is not None}
 
     def write_tensors(self, step, tensors):
-        for tag, gradient in tensors.items():
-            summaries.histogram(tag, gradient, step)
+        summaries.histograms(tensors, step)
 
     def probe_gradients(self):
         """{variable path: gradient} of the model's loss on the probe batch."""
@@ -74,13 +75,41 @@ class GradientHistograms(PeriodicSummary):
                 "probe_batch=(x, y) together with a compiled Keras model "
                 "(Model.fit) " + flattened_hint("gradients"))
         model = self.model
-        x, y, *rest = self._probe_batch
-        sample_weight = rest[0] if rest else None
+        if self._probe_gradients_of is not model:
+            self._trace_probe(model)
         variables = model.trainable_variables
-        with _unchanged_loss_trackers(model), tf.GradientTape() as tape:
-            y_pred = model(x, training=False)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
-                                      sample_weight=sample_weight, training=False)
-        gradients = tape.gradient(loss, variables)
+        with _unchanged_loss_trackers(model):
+            gradients = self._probe_gradients()
         return {variable.path: gradient
                 for variable, gradient in zip(variables, gradients)}
+
+    def _trace_probe(self, model):
+        """The probe's gradient computation as a tf.function, traced once:
+        run eagerly, a deep model's forward and backward pass is a dispatch
+        per op, many times the training step's time."""
+        x, y, *rest = [tf.convert_to_tensor(part) for part in self._probe_batch]
+        sample_weight = rest[0] if rest else None
+
+        reached = []
+
+        def gradients():
+            variables = model.trainable_variables
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=False)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                          sample_weight=sample_weight,
+                                          training=False)
+            computed = tape.gradient(loss, variables)
+            # None (a variable the loss does not reach) cannot leave a
+            # tf.function: which ones are None is known when tracing.
+            reached[:] = [gradient is not None for gradient in computed]
+            return [gradient for gradient in computed if gradient is not None]
+
+        traced = tf.function(gradients)
+
+        def call():
+            computed = iter(traced())
+            return [next(computed) if ok else None for ok in reached]
+
+        self._probe_gradients = call
+        self._probe_gradients_of = model

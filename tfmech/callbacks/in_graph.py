@@ -27,6 +27,6 @@ def build_summary_ops(writer, callbacks, step, logs):
     before = set(tf.compat.v1.summary.all_v2_summary_ops())
     with writer.as_default():
         for callback in callbacks:
-            callback.write_tensors(step, callback.summary_tensors(logs))
+            callback.record_in_graph(step, logs)
     return [op for op in tf.compat.v1.summary.all_v2_summary_ops()
             if op not in before]

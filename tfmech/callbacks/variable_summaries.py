@@ -60,8 +60,7 @@ class VariableSummaries(PeriodicSummary):
         return self.named_variables()
 
     def write_tensors(self, step, tensors):
-        for path, value in tensors.items():
-            if self.statistics:
-                summaries.variable_summaries(path, value, step)
-            else:
-                summaries.histogram(path, value, step)
+        if self.statistics:
+            summaries.variable_summaries_of(tensors, step)
+        else:
+            summaries.histograms(tensors, step)

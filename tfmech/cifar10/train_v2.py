@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfmech import checkpoints
 from tfmech import distribute
 from tfmech import progress
+from tfmech import summaries
 from tfmech import v2_loop
 from tfmech import variables
 from tfmech.callbacks import CheckpointManagerCallback
@@ -125,7 +126,7 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
     # Refuse another API's train_dir before this run writes anything there.
     latest = (checkpoints.latest_checkpoint(train_dir, api="v2")
               if os.path.isdir(train_dir) else None)
-    writer = (tf.summary.create_file_writer(train_dir) if chief
+    writer = (summaries.create_file_writer(train_dir) if chief
               else tf.summary.create_noop_writer())
     with distribute.scope(strategy):
         net = Model(hparams, step_summaries.loss_averages(

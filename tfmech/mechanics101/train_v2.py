@@ -111,7 +111,7 @@ def run_training(hparams, data_sets, train_dir):
     checkpointer = CheckpointManagerCallback(
         train_dir, net.checkpoint, step_counter=net.global_step,
         save_every_n_steps=hparams.checkpoint_every)
-    writer = tf.summary.create_file_writer(train_dir)
+    writer = summaries.create_file_writer(train_dir)
     train = ResidentSplit(data_sets.train)
 
     def train_on_rows(indices):

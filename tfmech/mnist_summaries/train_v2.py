@@ -47,7 +47,9 @@ class Model:
         # Its slots are created when the step is first traced.
         self.optimizer = model.optimizer(hparams.learning_rate)
         self.train_split = ResidentSplit(data_sets.train)
-        self.test_split = ResidentSplit(data_sets.test)
+        # Scaled once: every test pass reads the whole split.
+        self.test_images, self.test_labels = ResidentSplit(
+            data_sets.test).everything()
         self.summaries = {run: step_summaries(
             writers[run], self.params, on=run,
             images_per_summary=hparams.images_per_summary) for run in RUNS}
@@ -80,8 +82,7 @@ class Model:
         """Forward over the whole test split without dropout (keep
         probability 1.0), no update, the test summaries; returns the
         accuracy."""
-        images, labels = self.test_split.everything()
-        logs = self.forward(images, labels, step)
+        logs = self.forward(self.test_images, self.test_labels, step)
         self._summarize("test", step, logs)
         return {"accuracy": logs["accuracy"]}
 
@@ -98,7 +99,7 @@ class Model:
 def run_training(hparams, data_sets, summaries_dir):
     """Runs the tutorial's loop; returns a RunRecord of test accuracies."""
     record = progress.RunRecord()
-    writers = {run: tf.summary.create_file_writer(os.path.join(summaries_dir, run))
+    writers = {run: summaries.create_file_writer(os.path.join(summaries_dir, run))
                for run in RUNS}
     net = Model(hparams, data_sets, writers)
     write_graph(net, writers["train"], hparams.batch_size)
