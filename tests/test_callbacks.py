@@ -516,3 +516,41 @@ def test_image_summaries_normalize_shows_float_images_as_tf1_did(tmp_path):
     _, _, [card] = read_run(tmp_path)["images"]
     pixels = [tf.io.decode_png(png).numpy().ravel().tolist() for png in card[2:]]
     assert pixels == [[64, 128, 159, 255], [0, 127, 63, 255]]
+
+
+def test_a_histogram_of_nan_values_names_its_tag_and_step(tmp_path):
+    """Eagerly, in a tf.function and in a v1 graph: one error naming the
+    tags whose values are not finite, and the step; nothing else fails."""
+    import numpy as np
+    from tfmech import faults
+    from tfmech import summaries
+    good = np.ones([3, 4], np.float32)
+    bad = np.array([1.0, np.nan, 2.0], np.float32)
+    worse = np.array([np.inf], np.float32)
+    writer = tf.summary.create_file_writer(str(tmp_path / "eager"))
+    with writer.as_default():
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            summaries.histograms({"good": good, "w/bad": bad, "w/worse": worse},
+                                 step=7)
+    assert faults.non_finite_histogram(error.value) == ("w/bad, w/worse", 7)
+
+    @tf.function
+    def record(values, step):
+        with writer.as_default():
+            summaries.histogram("w/traced", values, step)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        record(tf.constant(bad), tf.constant(3, tf.int64))
+    assert faults.non_finite_histogram(error.value) == ("w/traced", 3)
+    record(tf.constant(good.ravel()), tf.constant(4, tf.int64))
+
+    with tf.Graph().as_default():
+        v1_writer = tf.summary.create_file_writer(str(tmp_path / "graph"))
+        values = tf.compat.v1.placeholder(tf.float32, [None])
+        with v1_writer.as_default():
+            op = summaries.histogram("w/graph", values, 11)
+        with tf.compat.v1.Session() as session:
+            session.run(v1_writer.init())
+            session.run(op, {values: good.ravel()})
+            with pytest.raises(tf.errors.InvalidArgumentError) as error:
+                session.run(op, {values: bad})
+    assert faults.non_finite_histogram(error.value) == ("w/graph", 11)

@@ -228,14 +228,39 @@ def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
     write(str(train_dir), values, 5)
     result = run("cifar10_train", *cifar(api, train_dir, small_cifar10_dir, 20))
     assert result.returncode == 1, result.output()
+    # Step 5 records summaries too: their histograms may see the NaN first.
     assert re.fullmatch(
-        rf"cifar10_train: error: total_loss is (nan|inf) at step 5; stopped without "
-        rf"saving \(the newest checkpoint is {re.escape(PREFIX[api])}-5\)\. "
-        rf"Try a smaller --learning_rate", result.last_error_line()), \
-        result.output()
+        rf"cifar10_train: error: (total_loss is (nan|inf)|\S.* hold NaN or Inf "
+        rf"values) at step 5; stopped without saving \(the newest checkpoint "
+        rf"is {re.escape(PREFIX[api])}-5\)\. Try a smaller --learning_rate",
+        result.last_error_line()), result.output()
+    assert len(result.stderr) == 1, result.output()
     assert checkpoints.newest_intact(str(train_dir), PREFIX[api]).endswith("-5")
     assert not [name for name in os.listdir(train_dir)
                 if re.match(rf"{re.escape(PREFIX[api])}-(?!5\.)", name)]
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_mnist_with_summaries_stops_on_divergence_naming_the_step(
+        api, small_mnist_dir, tmp_path):
+    """Its histograms see the NaN weights in the step they appear: the
+    message names those tags (or the loss) and the step."""
+    result = run("mnist_with_summaries", f"--api={api}",
+                 f"--summaries_dir={tmp_path / 'summaries'}",
+                 f"--data_dir={small_mnist_dir}", "--max_steps=200",
+                 "--learning_rate=1e38")
+    assert result.returncode == 1, result.output()
+    match = re.fullmatch(
+        r"mnist_with_summaries: error: (cross_entropy is (nan|inf)|(\S.*) "
+        r"hold NaN or Inf values) at step (\d+); stopped without saving \(no "
+        r"checkpoint was saved\)\. Try a smaller --learning_rate",
+        result.last_error_line())
+    assert match, result.output()
+    assert len(result.stderr) == 1, result.output()
+    if match.group(3):
+        assert "/summaries/histogram" in match.group(3) or (
+            "activations" in match.group(3)), match.group(3)
+    assert int(match.group(4)) < 200
 
 
 # --- 4. Damaged checkpoints -------------------------------------------------

@@ -30,6 +30,7 @@ statuses, so library code (and tests) can catch them.
 import contextlib
 import errno
 import os
+import re
 import resource
 import signal
 import sys
@@ -127,6 +128,30 @@ def check_finite(name, value, step, newest_checkpoint):
     """
     if value != value or value in (float("inf"), float("-inf")):
         raise NonFiniteLossError(name, value, step, newest_checkpoint())
+
+
+class NonFiniteSummaryError(TrainingStopped):
+    """A histogram was asked to describe NaN or Inf values (the weights or
+    activations diverged); the step stopped before anything was saved."""
+
+    def __init__(self, tags, step, checkpoint=None):
+        self.step = step
+        kept = (f"the newest checkpoint is {os.path.basename(checkpoint)}"
+                if checkpoint else "no checkpoint was saved")
+        super().__init__(
+            f"{tags} hold NaN or Inf values at step {step}; stopped without "
+            f"saving ({kept}). Try a smaller --learning_rate")
+
+
+_NON_FINITE_HISTOGRAM = re.compile(
+    r"histogram of NaN or Inf values: (.*?) at step (-?\d+)")
+
+
+def non_finite_histogram(error):
+    """(tags, step) when ``error`` is a histogram's NaN/Inf check failing
+    (``tfmech.summaries.histograms``), else None."""
+    match = _NON_FINITE_HISTOGRAM.search(str(error))
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 # (errno, how TensorFlow's error text says it, what to tell the user)

@@ -234,11 +234,26 @@ def guarded_training(program, output_flag="train_dir", lock=True):
     except CheckpointMismatchError as error:
         exit_with_error(program, error)
     except Exception as error:  # pylint: disable=broad-except
+        diverged = faults.non_finite_histogram(error)
+        if diverged:
+            faults.exit_for(program, faults.NonFiniteSummaryError(
+                *diverged, _newest_checkpoint(path)))
         problem = faults.write_failure(error)
         if problem is None:
             raise
         exit_with_error(program, "could not write under --%s %s: %s"
                         % (output_flag, path, problem))
+
+
+def _newest_checkpoint(directory):
+    """The newest intact checkpoint of this run's --api in ``directory``, or
+    None (also when that cannot be told), for an error message."""
+    from tfmech import checkpoints
+    try:
+        return checkpoints.latest_checkpoint(directory, flags.FLAGS.api,
+                                             warn=False)
+    except Exception:  # pylint: disable=broad-except
+        return None
 
 
 def read_mnist_or_exit(program):

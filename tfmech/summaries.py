@@ -38,6 +38,9 @@ INPUT_IMAGES = "input_reshape/input"
 VARIABLE_STATISTICS = ("mean", "stddev", "max", "min")
 
 
+# How a histogram of NaN or Inf values says so in its error message.
+NON_FINITE_HISTOGRAM = "histogram of NaN or Inf values:"
+
 def variable_summary_tags(path):
     """The five tags ``variable_summaries`` writes for the variable at ``path``."""
     scalars = [f"{path}/summaries/{stat}" for stat in VARIABLE_STATISTICS]
@@ -97,19 +100,33 @@ def histogram(tag, values, step, bucket_count=HISTOGRAM_BUCKETS):
     The buckets are TensorBoard's (``bucket_count`` equal-width buckets from
     min to max, the last closed; all-equal data in the last bucket; no data,
     all zeros), counted differently; see ``_describe``. Data with a NaN or
-    an infinity is counted whole in the last bucket, between the non-finite
-    edges, rather than stopping the program.
+    an infinity stops the step with an error naming ``tag`` (``histograms``).
     """
     return histograms({tag: values}, step, bucket_count)[0]
 
 
 def histograms(tagged_values, step, bucket_count=HISTOGRAM_BUCKETS):
-    """Writes a histogram of each {tag: values} entry; returns the ops."""
+    """Writes a histogram of each {tag: values} entry; returns the ops.
+
+    Values with a NaN or an infinity (a diverging run) stop the step with
+    an ``InvalidArgumentError`` that names the tags and the step
+    (``NON_FINITE_HISTOGRAM``; ``tfmech.faults.non_finite_histogram`` reads
+    it back), not with an error from deep inside TensorFlow or a
+    histogram TensorBoard cannot draw.
+    """
     tags = list(tagged_values)
     described = _describe_all([tagged_values[tag] for tag in tags],
                               bucket_count, moments=False)
-    return [_write_buckets(tag, stats["buckets"], step)
-            for tag, stats in zip(tags, described)]
+    finite = tf.stack([stats["finite"] for stats in described])
+    bad_tags = tf.strings.reduce_join(
+        tf.boolean_mask(tf.constant(tags), tf.logical_not(finite)),
+        separator=", ")
+    check = tf.debugging.Assert(tf.reduce_all(finite), [tf.strings.join([
+        NON_FINITE_HISTOGRAM, " ", bad_tags, " at step ",
+        tf.strings.as_string(step)])])
+    with tf.control_dependencies([check]):
+        return [_write_buckets(tag, stats["buckets"], step)
+                for tag, stats in zip(tags, described)]
 
 
 def _write_buckets(tag, buckets, step):
@@ -208,7 +225,11 @@ def _describe(values, bucket_count, moments):
     edges = low64[:, None] + tf.range(bucket_count + 1, dtype=tf.float64) * step[:, None]
     edges = tf.concat([edges[:, :-1], high64[:, None]], 1)
     buckets = tf.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
-    stats = {"buckets": buckets, "min": low, "max": high}
+    finite = tf.math.is_finite(data)
+    stats = {"buckets": buckets, "min": low, "max": high,
+             "finite": (tf.reduce_all(finite)[None] if count == 1 else
+                        tf.math.segment_min(tf.cast(finite, tf.int32),
+                                            segments) > 0)}
     if moments:
         mean = reduce["mean"](data)
         stats["mean"] = mean
