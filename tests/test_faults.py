@@ -38,6 +38,14 @@ def small_mnist_dir(tmp_path_factory):
                                  num_train=5600, num_test=300)
 
 
+def apis(default):
+    """Both APIs; the one not ``default`` runs only under ``-m slow`` (each
+    case starts TensorFlow in new processes; the default suite keeps one
+    API per fault, the slow one covers both)."""
+    return [api if api == default else pytest.param(api, marks=pytest.mark.slow)
+            for api in APIS]
+
+
 def mechanics(api, train_dir, data_dir, max_steps, *extra):
     return (f"--api={api}", f"--train_dir={train_dir}", f"--data_dir={data_dir}",
             f"--max_steps={max_steps}", *extra)
@@ -64,16 +72,27 @@ def global_step(path):
     return checkpoints.global_step_of(path)
 
 
+class MechanicsRuns(dict):
+    """Per API, a finished Mechanics 101 run of ``max_steps`` (its
+    train_dir), made when a test first asks for that API."""
+
+    def __init__(self, data_dir, tmp_path_factory, max_steps, name):
+        super().__init__()
+        self._args = (data_dir, tmp_path_factory, max_steps, name)
+
+    def __missing__(self, api):
+        data_dir, tmp_path_factory, max_steps, name = self._args
+        train_dir = tmp_path_factory.mktemp(f"{name}_{api}")
+        result = run(FCF, *mechanics(api, train_dir, data_dir, max_steps))
+        assert result.returncode == 0, result.output()
+        self[api] = train_dir
+        return train_dir
+
+
 @pytest.fixture(scope="module")
 def trained_mechanics(small_mnist_dir, tmp_path_factory):
     """Per API, a Mechanics 101 train_dir with ckpt 1000 and 2000."""
-    dirs = {}
-    for api in APIS:
-        train_dir = tmp_path_factory.mktemp(f"mechanics_{api}")
-        result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2000))
-        assert result.returncode == 0, result.output()
-        dirs[api] = train_dir
-    return dirs
+    return MechanicsRuns(small_mnist_dir, tmp_path_factory, 2000, "mechanics")
 
 
 def copy_of(source, tmp_path, name="train"):
@@ -84,7 +103,7 @@ def copy_of(source, tmp_path, name="train"):
 
 # --- 2. SIGTERM / Ctrl-C ----------------------------------------------------
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
         api, small_mnist_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -110,7 +129,7 @@ def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
     assert resumed_step(rerun) == step
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_ctrl_c_stops_cifar10_train_with_a_checkpoint(api, small_cifar10_dir,
                                                       tmp_path):
     train_dir = tmp_path / "train"
@@ -132,7 +151,7 @@ def test_ctrl_c_stops_cifar10_train_with_a_checkpoint(api, small_cifar10_dir,
     assert resumed_step(rerun) == step
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_sigterm_ends_mnist_with_summaries_with_its_event_files_flushed(
         api, small_mnist_dir, tmp_path):
     summaries_dir = tmp_path / "summaries"
@@ -175,7 +194,7 @@ def test_sigterm_stops_the_multi_device_trainer_with_a_checkpoint(
 
 # --- 3. NaN / Inf -----------------------------------------------------------
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_a_nan_loss_stops_naming_the_step_and_saves_nothing(
         api, trained_mechanics, small_mnist_dir, tmp_path):
     from tfmech import checkpoints
@@ -200,7 +219,7 @@ def test_a_nan_loss_stops_naming_the_step_and_saves_nothing(
         assert np.all(np.isfinite(value)), key
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
     """Weights scaled by 1e30 (a checkpoint written for it) overflow the
     logits at the first step after it."""
@@ -240,7 +259,7 @@ def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
                 if re.match(rf"{re.escape(PREFIX[api])}-(?!5\.)", name)]
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_mnist_with_summaries_stops_on_divergence_naming_the_step(
         api, small_mnist_dir, tmp_path):
     """Its histograms see the NaN weights in the step they appear: the
@@ -284,8 +303,10 @@ def _flip_a_byte(train_dir, prefix, step):
     return f"{prefix}-{step}"
 
 
-@pytest.mark.parametrize("api", APIS)
-@pytest.mark.parametrize("damage", [_truncate_data, _remove_index, _flip_a_byte])
+@pytest.mark.parametrize("api", apis(default="v2"))
+@pytest.mark.parametrize("damage", [
+    _truncate_data, pytest.param(_remove_index, marks=pytest.mark.slow),
+    pytest.param(_flip_a_byte, marks=pytest.mark.slow)])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
         api, damage, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
@@ -307,9 +328,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
         assert len(warning) == 1, result.output()
 
 
-@pytest.mark.parametrize("api", APIS)
-@pytest.mark.parametrize("state", ["garbage {{{\n", 'model_checkpoint_path: '
-                                   '"{prefix}-7000"\n'])
+@pytest.mark.parametrize("api", apis(default="v1"))
+@pytest.mark.parametrize("state", [
+    "garbage {{{\n",
+    pytest.param('model_checkpoint_path: "{prefix}-7000"\n',
+                 marks=pytest.mark.slow)])
 def test_a_bad_checkpoint_state_file_is_not_a_fresh_start(
         api, state, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
@@ -323,7 +346,7 @@ def test_a_bad_checkpoint_state_file_is_not_a_fresh_start(
         "; using the checkpoint files themselves"), result.output()
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_when_every_checkpoint_is_damaged_the_run_stops_naming_them(
         api, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
@@ -340,6 +363,7 @@ def test_when_every_checkpoint_is_damaged_the_run_stops_naming_them(
     assert faults_lib.listing(train_dir) == before
 
 
+@pytest.mark.slow
 def test_cifar10_v1_falls_back_past_a_truncated_checkpoint(small_cifar10_dir,
                                                             tmp_path):
     train_dir = tmp_path / "train"
@@ -356,7 +380,7 @@ def test_cifar10_v1_falls_back_past_a_truncated_checkpoint(small_cifar10_dir,
 
 # --- 5. Flags that change the model -------------------------------------------
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_resuming_with_another_hidden1_names_the_flag_and_both_values(
         api, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
@@ -413,7 +437,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(mount_point)], check=True)
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(
         api, small_tmpfs, small_mnist_dir):
     from tfmech import checkpoints
@@ -437,7 +461,7 @@ def _file_size_limit(limit):
     return apply
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_a_file_size_limit_on_a_checkpoint_is_one_line(
         api, trained_mechanics, small_mnist_dir, tmp_path):
     from tfmech import checkpoints
@@ -454,7 +478,7 @@ def test_a_file_size_limit_on_a_checkpoint_is_one_line(
                 if "_temp" in name or ".tempstate" in name]
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_an_event_file_at_the_file_size_limit_is_one_line(
         api, small_mnist_dir, tmp_path):
     summaries_dir = tmp_path / "summaries"
@@ -473,14 +497,8 @@ def test_an_event_file_at_the_file_size_limit_is_one_line(
 
 @pytest.fixture(scope="module")
 def uninterrupted_mechanics(small_mnist_dir, tmp_path_factory):
-    """Per API, the final checkpoint of an uninterrupted 2500-step run."""
-    finals = {}
-    for api in APIS:
-        train_dir = tmp_path_factory.mktemp(f"whole_{api}")
-        result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 2500))
-        assert result.returncode == 0, result.output()
-        finals[api] = str(train_dir / f"{PREFIX[api]}-2500")
-    return finals
+    """Per API, the train_dir of an uninterrupted 2500-step run."""
+    return MechanicsRuns(small_mnist_dir, tmp_path_factory, 2500, "whole")
 
 
 def kill_and_rerun(program, args, rng, after_line, max_delay, kills):
@@ -504,7 +522,7 @@ def kill_and_rerun(program, args, rng, after_line, max_delay, kills):
     return resumed
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
         api, uninterrupted_mechanics, small_mnist_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -514,13 +532,14 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
         r"^Step (1[1-9]|2[0-4])00: loss|^Resuming", 0.5, kills=2)
     # Killed after step 1000 was saved: every rerun resumes from a saved step.
     assert resumed[0] is None and set(resumed[1:]) <= {1000, 2000}, resumed
-    faults_lib.assert_same_checkpoints(str(train_dir / f"{PREFIX[api]}-2500"),
-                                       uninterrupted_mechanics[api])
+    faults_lib.assert_same_checkpoints(
+        str(train_dir / f"{PREFIX[api]}-2500"),
+        str(uninterrupted_mechanics[api] / f"{PREFIX[api]}-2500"))
 
 
 # --- 10. Eval -------------------------------------------------------------------
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_eval_of_a_checkpoint_whose_data_vanished_names_it(
         api, small_cifar10_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -540,7 +559,7 @@ def test_eval_of_a_checkpoint_whose_data_vanished_names_it(
         f"{train_dir} could not be read (")
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v1"))
 def test_eval_of_another_models_checkpoint_is_a_named_error(
         api, trained_mechanics, small_cifar10_dir, tmp_path):
     evaluated = run("cifar10_eval", f"--api={api}", "--run_once",
@@ -573,7 +592,7 @@ def complete_records(path):
     return count
 
 
-@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("api", apis(default="v2"))
 def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
         api, small_mnist_dir, tmp_path):
     from tensorboard.backend.event_processing import event_file_loader
@@ -599,14 +618,14 @@ def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
 
 # --- 1. Kill -9, many times, checkpoint writes included (slow) ---------------
 
-KILLS_PER_API = 8
+KILLS_PER_API = 5
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("program,devices,kills", [
     ("cifar10_train", (), KILLS_PER_API),
-    ("cifar10_multi_gpu_train", ("--num_gpus=2",), 3)])
+    ("cifar10_multi_gpu_train", ("--num_gpus=2",), 2)])
 def test_cifar10_survives_repeated_kill_9_with_the_uninterrupted_weights(
         api, program, devices, kills, small_cifar10_dir, tmp_path):
     """A checkpoint every 2 steps makes writing one a large share of the run,
@@ -711,9 +730,11 @@ def read_only_dir(tmp_path):
 
 @pytest.mark.parametrize("program,flag", [
     (FCF, "train_dir"),
-    ("mnist_with_summaries", "summaries_dir"),
-    ("cifar10_train", "train_dir"),
-    ("cifar10_multi_gpu_train", "train_dir"),
+    pytest.param("mnist_with_summaries", "summaries_dir",
+                 marks=pytest.mark.slow),
+    pytest.param("cifar10_train", "train_dir", marks=pytest.mark.slow),
+    pytest.param("cifar10_multi_gpu_train", "train_dir",
+                 marks=pytest.mark.slow),
     ("cifar10_eval", "eval_dir"),
 ])
 def test_an_output_dir_that_cannot_be_written_is_one_line_before_any_work(
