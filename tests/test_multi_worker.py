@@ -293,9 +293,10 @@ def test_two_workers_train_as_one_process_at_the_same_global_batch(
     assert {(tag, kind) for tag, kind in events.tag_kinds(train_dir)
             if kind != "graphs"} == expected_train_tags()
     assert len(events.event_files(train_dir)) == 1
+    # (.tfmech.lock: the chief's trainer lock; the other worker takes none.)
     assert sorted(os.listdir(train_dir)) == sorted(
-        ["checkpoint", "ckpt-10.index", "ckpt-10.data-00000-of-00001",
-         events.event_files(train_dir)[0].name])
+        [".tfmech.lock", "checkpoint", "ckpt-10.index",
+         "ckpt-10.data-00000-of-00001", events.event_files(train_dir)[0].name])
     # Both print the original's line for the same steps and losses.
     lines = [[line.split(": step ")[1].split(" (")[0]
               for line in output(tmp_path, i).splitlines() if ": step " in line]
