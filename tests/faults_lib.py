@@ -1,6 +1,7 @@
 """Running a binary in its own process to hurt it for real: signals, kills,
 file-size limits, damaged files. Shared by the fault tests."""
 
+import contextlib
 import os
 import re
 import subprocess
@@ -113,3 +114,20 @@ def assert_same_checkpoints(path, expected_path, atol=0.0):
 
 def listing(directory):
     return sorted(os.listdir(directory))
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point, options):
+    """A real tmpfs mounted at ``mount_point`` with ``options`` (a size, ro)
+    for the ``with`` block; skips the test where mounting is not allowed."""
+    import pytest
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): "
+                    f"{mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)

@@ -425,16 +425,8 @@ def test_a_second_trainer_is_refused_and_a_dead_ones_lock_is_taken(
 def small_tmpfs(tmp_path):
     """A real 700 KiB file system: room for one Mechanics 101 checkpoint
     (420 KB) and its event file, not for two."""
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k",
-                              "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): "
-                    f"{mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    with faults_lib.tmpfs(tmp_path / "tmpfs", "size=700k") as mount_point:
+        yield mount_point
 
 
 @pytest.mark.parametrize("api", apis(default="v2"))
@@ -716,16 +708,8 @@ def test_a_kill_inside_a_checkpoint_write_resumes_from_the_one_before(
 def read_only_dir(tmp_path):
     """A real read-only file system (a tmpfs mounted ``ro``): root, who may
     write anywhere else, cannot write here either."""
-    mount_point = tmp_path / "ro"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k",
-                              "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): "
-                    f"{mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    with faults_lib.tmpfs(tmp_path / "ro", "ro,size=64k") as mount_point:
+        yield mount_point
 
 
 @pytest.mark.parametrize("program,flag", [

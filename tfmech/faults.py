@@ -64,17 +64,23 @@ class Interrupted(TrainingStopped):
                          f"{step}; {saved}")
 
 
-class NonFiniteLossError(TrainingStopped):
-    """The loss became NaN or Inf; nothing after the last finite checkpoint
-    was saved."""
+class Diverged(TrainingStopped):
+    """Training produced NaN or Inf at ``step``; the run stopped before
+    saving anything of it, so ``checkpoint`` (the newest) is finite."""
 
-    def __init__(self, name, value, step, checkpoint=None):
+    def __init__(self, what, step, checkpoint=None):
         self.step = step
         kept = (f"the newest checkpoint is {os.path.basename(checkpoint)}"
                 if checkpoint else "no checkpoint was saved")
-        super().__init__(
-            f"{name} is {value} at step {step}; stopped without saving ({kept})."
-            f" Try a smaller --learning_rate")
+        super().__init__(f"{what} at step {step}; stopped without saving "
+                         f"({kept}). Try a smaller --learning_rate")
+
+
+class NonFiniteLossError(Diverged):
+    """The loss (``name``) became NaN or Inf."""
+
+    def __init__(self, name, value, step, checkpoint=None):
+        super().__init__(f"{name} is {value}", step, checkpoint)
 
 
 class WriteFailedError(TrainingStopped):
@@ -130,17 +136,12 @@ def check_finite(name, value, step, newest_checkpoint):
         raise NonFiniteLossError(name, value, step, newest_checkpoint())
 
 
-class NonFiniteSummaryError(TrainingStopped):
+class NonFiniteSummaryError(Diverged):
     """A histogram was asked to describe NaN or Inf values (the weights or
-    activations diverged); the step stopped before anything was saved."""
+    activations diverged)."""
 
     def __init__(self, tags, step, checkpoint=None):
-        self.step = step
-        kept = (f"the newest checkpoint is {os.path.basename(checkpoint)}"
-                if checkpoint else "no checkpoint was saved")
-        super().__init__(
-            f"{tags} hold NaN or Inf values at step {step}; stopped without "
-            f"saving ({kept}). Try a smaller --learning_rate")
+        super().__init__(f"{tags} hold NaN or Inf values", step, checkpoint)
 
 
 _NON_FINITE_HISTOGRAM = re.compile(
