@@ -211,3 +211,20 @@ def test_an_output_dir_that_cannot_be_created_is_one_line_before_any_work(
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"{program}: error: --{flag} {target} cannot be created: ")
+
+
+@pytest.mark.parametrize("program,flag", [
+    ("fully_connected_feed", "jit"),
+    ("cifar10_train", "fast_lrn"),
+    ("cifar10_multi_gpu_train", "fast_lrn"),
+])
+def test_v2_speed_flags_with_api_v1_are_a_usage_error(program, flag, tmp_path):
+    """--jit and --fast_lrn change the arithmetic of the v2 step; the v1
+    program stays the original's, so asking for them there is refused
+    before anything runs."""
+    result = run_binary(program, "--api=v1", f"--{flag}",
+                        f"--train_dir={tmp_path / 'train'}")
+    assert result.returncode == 1 or result.returncode == 2, result.stderr[-2000:]
+    assert f"--{flag} needs --api=v2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "train").exists()

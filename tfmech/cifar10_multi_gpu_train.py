@@ -52,9 +52,6 @@ tfmech_flags.define_positive_integer(
 # --help lists cifar10_train's flags too: they are this binary's.
 flags.adopt_module_key_flags(cifar10_train)
 flags.adopt_module_key_flags(tfmech_flags)
-# --help lists cifar10_train's flags and the shared ones (tfmech/flags.py).
-flags.adopt_module_key_flags(cifar10_train)
-flags.adopt_module_key_flags(tfmech_flags)
 
 
 def cluster_or_exit():

@@ -42,6 +42,7 @@ flags.DEFINE_integer("save_checkpoint_steps", None,
                      "Write a checkpoint every N steps instead of every "
                      "--save_checkpoint_secs seconds.", lower_bound=1)
 tfmech_flags.define_init_checkpoint()
+tfmech_flags.define_fast_lrn()
 flags.adopt_module_key_flags(tfmech_flags)
 
 
@@ -52,6 +53,7 @@ def hparams_from_flags():
                    max_steps=FLAGS.max_steps,
                    seed=FLAGS.seed,
                    use_fp16=FLAGS.use_fp16,
+                   fast_lrn=FLAGS.fast_lrn,
                    log_frequency=FLAGS.log_frequency,
                    save_summaries_steps=FLAGS.save_summaries_steps,
                    save_checkpoint_secs=None if by_steps else FLAGS.save_checkpoint_secs,

@@ -20,6 +20,9 @@ class HParams:
     max_steps: int = 1000000
     seed: int = 0
     use_fp16: bool = False
+    # v2 only: norm1 and norm2 by model.banded_local_response_norm
+    # (--fast_lrn), not TensorFlow's LRN kernel.
+    fast_lrn: bool = False
     log_frequency: int = 10            # console line every N steps
     save_summaries_steps: int = 100
     save_checkpoint_secs: Optional[int] = 600

@@ -295,6 +295,9 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
     Returns:
       A ``progress.RunRecord`` of the printed losses.
     """
+    if hparams.fast_lrn:
+        raise ValueError("fast_lrn is a v2 option: the v1 program runs "
+                         "TensorFlow's LRN kernel, as the original did")
     record = progress.RunRecord()
     paths, num_records = cifar10_records.check_split(batches_dir, "train")
     os.makedirs(train_dir, exist_ok=True)

