@@ -161,19 +161,46 @@ def _fcf_flops(hparams):
         tf.TensorSpec([hparams.batch_size, model.IMAGE_PIXELS], tf.float32))
 
 
-def run_fcf_driver(api, size, paths, jit=False):
-    """Mechanics 101 through its driver: steps/s between logged steps."""
+def run_fcf_driver(api, size, paths, jit=False, summaries=True):
+    """Mechanics 101 through its driver: steps/s between logged steps.
+
+    ``summaries=False`` prices the loss summary the tutorial writes every
+    100 steps: v2 runs without its ``ScalarSummaries`` callback; v1 still
+    fetches the summary op with the logged step (a scalar of the loss it
+    prints anyway) but writes and flushes nothing.
+    """
     import importlib
     from tfmech.mechanics101.hparams import HParams
     extra = {"jit": True} if jit else {}
     hparams = HParams(max_steps=size, checkpoint_every=size, **extra)
     data_sets = _mnist(paths)
     driver = importlib.import_module(f"tfmech.mechanics101.train_{api}")
+    if not summaries:
+        _without_loss_summary(api, driver)
     with tempfile.TemporaryDirectory() as train_dir, \
             LineClock(r"^Step (\d+):") as clock:
         driver.run_training(hparams, data_sets, train_dir)
     rate, steps = clock.steps_per_sec()
     return {"value": rate, "steps": steps, "flops_per_step": _fcf_flops(hparams)}
+
+
+def _without_loss_summary(api, driver):
+    """Turns off Mechanics 101's loss summary in this (child) process."""
+    if api == "v2":
+        class NoSummaries(driver.ScalarSummaries):
+            def record(self, step, logs):
+                pass
+        driver.ScalarSummaries = NoSummaries
+    else:
+        import tensorflow as tf
+
+        class EventsDropped(tf.compat.v1.summary.FileWriter):
+            def add_summary(self, summary, global_step=None):
+                pass
+
+            def flush(self):
+                pass
+        driver.tf.compat.v1.summary.FileWriter = EventsDropped
 
 
 def _timed_batches(keras):
@@ -339,16 +366,21 @@ def _cifar10_flops(batch_size):
                        model.NUM_CHANNELS], tf.float32))
 
 
-def run_cifar10_train(api, size, paths, cached=False, **extra):
+def run_cifar10_train(api, size, paths, cached=False, summaries=True, **extra):
     """CIFAR-10 training, full input, EMA and summaries: examples/s between
     logged steps. ``cached`` trains on one batch repeated, read once: the
-    step without its input pipeline. ``extra``: more HParams fields."""
+    step without its input pipeline. ``summaries=False`` records no
+    summaries (the loss averages, part of the training op, still update).
+    ``extra``: more HParams fields."""
     import importlib
     from tfmech.cifar10.hparams import HParams
     from tfmech.data import cifar10 as records
     # No time-based checkpoint inside the measurement (the final one is
     # written after the last logged step).
     hparams = HParams(max_steps=size, save_checkpoint_secs=10**6, **extra)
+    if not summaries:
+        # Only step 0 records, before the measured steps.
+        hparams = dataclasses.replace(hparams, save_summaries_steps=10**9)
     driver = importlib.import_module(f"tfmech.cifar10.train_{api}")
     if cached:
         full = driver.training_batches
@@ -464,6 +496,14 @@ def _cases():
         Case("fcf_fit", "mechanics101", steps, True, run_fcf_fit, 600, 3000),
         Case("fcf_fit_spe100", "mechanics101", steps, True,
              p(run_fcf_fit, steps_per_execution=100), 600, 3000),
+        Case("fcf_v1_nosum", "mechanics101_summaries", steps, True,
+             p(run_fcf_driver, "v1", summaries=False), 600, 3000),
+        Case("fcf_v1_sum", "mechanics101_summaries", steps, True,
+             p(run_fcf_driver, "v1"), 600, 3000),
+        Case("fcf_v2_nosum", "mechanics101_summaries", steps, True,
+             p(run_fcf_driver, "v2", summaries=False), 600, 3000),
+        Case("fcf_v2_sum", "mechanics101_summaries", steps, True,
+             p(run_fcf_driver, "v2"), 600, 3000),
         Case("mws_v1", "mnist_with_summaries", seconds, False,
              p(run_mnist_summaries, "v1"), 100, 1000),
         Case("mws_v2", "mnist_with_summaries", seconds, False,
@@ -483,6 +523,14 @@ def _cases():
              p(run_cifar10_train, "v2", fast_lrn=True), 40, 200, needs="cifar10"),
         Case("cifar10_v2_cached", "cifar10", examples, True,
              p(run_cifar10_train, "v2", cached=True), 40, 200, needs="cifar10"),
+        Case("cifar10_v1_sum", "cifar10_summaries", examples, True,
+             p(run_cifar10_train, "v1"), 210, 410, needs="cifar10"),
+        Case("cifar10_v1_nosum", "cifar10_summaries", examples, True,
+             p(run_cifar10_train, "v1", summaries=False), 210, 410, needs="cifar10"),
+        Case("cifar10_v2_sum", "cifar10_summaries", examples, True,
+             p(run_cifar10_train, "v2"), 210, 410, needs="cifar10"),
+        Case("cifar10_v2_nosum", "cifar10_summaries", examples, True,
+             p(run_cifar10_train, "v2", summaries=False), 210, 410, needs="cifar10"),
         Case("cifar10_eval_v1", "cifar10_eval", examples, True,
              p(run_cifar10_eval, "v1"), 1280, 10000, needs="cifar10"),
         Case("cifar10_eval_v2", "cifar10_eval", examples, True,
@@ -510,6 +558,15 @@ COMPARISONS = [
     Comparison("fcf_v2", "fcf_fit", (">=", 1.3), "v2 over keras fit"),
     Comparison("fcf_v2", "fcf_fit_spe100", (">=", 1.3),
                "v2 over fit(steps_per_execution=100)"),
+    # Summaries at each pipeline's default cadence: rates, so on / off.
+    Comparison("fcf_v1_sum", "fcf_v1_nosum", (">=", 0.952),
+               "Mechanics 101 v1 summaries on / off (steps/s)"),
+    Comparison("fcf_v2_sum", "fcf_v2_nosum", (">=", 0.952),
+               "Mechanics 101 v2 summaries on / off (steps/s)"),
+    Comparison("cifar10_v1_sum", "cifar10_v1_nosum", (">=", 0.952),
+               "CIFAR-10 v1 summaries on / off (examples/s)"),
+    Comparison("cifar10_v2_sum", "cifar10_v2_nosum", (">=", 0.952),
+               "CIFAR-10 v2 summaries on / off (examples/s)"),
     Comparison("mws_v2", "mws_v1", ("<=", 0.75), "MNIST w/ summaries v2 wall / v1 wall"),
     Comparison("mws_v1", "mws_v1_nosum", ("<=", 1.05), "v1 summaries on / off"),
     Comparison("mws_v2", "mws_v2_nosum", ("<=", 1.05), "v2 summaries on / off"),

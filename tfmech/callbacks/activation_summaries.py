@@ -74,9 +74,8 @@ class ActivationSummaries(PeriodicSummary):
     def write_tensors(self, step, tensors):
         summaries.histograms(tensors, step)
         if self.sparsity:
-            for tag, value in tensors.items():
-                summaries.scalar(summaries.sparsity_tag(tag),
-                                 summaries.zero_fraction(value), step)
+            summaries.scalars({summaries.sparsity_tag(tag): summaries.zero_fraction(value)
+                               for tag, value in tensors.items()}, step)
 
     def probe_activations(self):
         """{<layer>/activations: output} of the model's layers on the probe."""

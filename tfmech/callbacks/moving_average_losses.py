@@ -209,8 +209,7 @@ class MovingAverageLosses(PeriodicSummary):
         return tensors
 
     def write_tensors(self, step, tensors):
-        for tag, value in tensors.items():
-            summaries.scalar(tag, value, step)
+        summaries.scalars(tensors, step)
 
     # Under keras.Model.fit.
 

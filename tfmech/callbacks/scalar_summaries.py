@@ -70,5 +70,4 @@ class ScalarSummaries(PeriodicSummary):
         return scalars
 
     def write_tensors(self, step, tensors):
-        for tag, value in tensors.items():
-            summaries.scalar(tag, value, step)
+        summaries.scalars(tensors, step)
