@@ -21,7 +21,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 HISTOGRAM_BUCKETS = 30  # TensorBoard's default
 # Tensors of at most this many values (with static shapes) are described
-# together, by one set of ops over their concatenation; see ``_describe``.
+# together with the others of their shape, as rows of one matrix; see
+# ``_describe_all``.
 GROUP_LIMIT = 1 << 17
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(
     display_name=None, description=None)
@@ -211,22 +212,23 @@ def histograms(tagged_values, step, bucket_count=HISTOGRAM_BUCKETS):
 def _describe_all(values, bucket_count, moments):
     """``_describe`` of each tensor of ``values``, in order.
 
-    Small tensors of known size (a model's variables and their gradients)
-    are described together, which takes a fixed number of ops however many
-    there are: a model with 140 variables then traces in a fraction of a
-    second rather than tens of seconds, and records in a few milliseconds.
-    Larger ones (activations of a test pass) are described one by one, so
-    none is copied into a concatenation.
+    Small tensors of one static shape and dtype (a model's variables and
+    their gradients: a few shapes, many tensors) are described together, as
+    the rows of one matrix: the ops per recording then grow with the number
+    of distinct shapes, not of tensors, so a 140-variable model traces in a
+    fraction of a second and records in a few milliseconds. Larger tensors
+    (a test pass's activations) are described one by one, so none is copied
+    into a stack.
     """
     values = [tf.convert_to_tensor(value) for value in values]
-    small = [i for i, value in enumerate(values)
-             if value.shape.is_fully_defined()
-             and 0 < value.shape.num_elements() <= GROUP_LIMIT]
-    groups = [small] if len(small) > 1 else []
-    groups += [[i] for i in range(len(values)) if len(groups) == 0
-               or i not in small]
+    groups = {}
+    for i, value in enumerate(values):
+        small = (value.shape.is_fully_defined()
+                 and 0 < value.shape.num_elements() <= GROUP_LIMIT)
+        key = (tuple(value.shape.as_list()), value.dtype) if small else i
+        groups.setdefault(key, []).append(i)
     described = [None] * len(values)
-    for group in groups:
+    for group in groups.values():
         for i, stats in zip(group, _describe([values[i] for i in group],
                                              bucket_count, moments)):
             described[i] = stats
@@ -235,83 +237,75 @@ def _describe_all(values, bucket_count, moments):
 
 def _describe(values, bucket_count, moments):
     """Histogram buckets (and with ``moments`` mean, stddev, min and max)
-    of each tensor in ``values``, computed together.
+    of each tensor in ``values`` (one tensor, or several of one static
+    shape and dtype), computed together.
 
     Returns a list of dicts of tensors: ``buckets`` [bucket_count, 3]
-    float64 rows of (left edge, right edge, count), and the statistics.
+    float64 rows of (left edge, right edge, count), the statistics, and
+    ``finite`` (whether every value is finite).
 
     Why not ``tf.summary.histogram``: it builds an [n, buckets] one-hot
     matrix in float64, over a second and 1.2 GB for the 5M activations of a
     test-set pass, and a ``tf.cond`` per histogram, which made tracing one
-    take about 0.4 s. Here each value's bucket is computed element-wise in
-    the data's own precision and all tensors' buckets are counted by one
-    ``bincount`` (tensor i's bucket b is bin ``i * bucket_count + b``); the
-    special cases (no data, one distinct value, NaN or infinity) are chosen
-    with ``tf.where``. Bucket k of tensor i holds floor((x - min) / width)
-    == k, the last bucket also max, as TensorBoard's; the edges are
-    ``min + k * width``.
+    take about 0.4 s. Here the tensors are the rows of one matrix; each
+    value's bucket is computed element-wise in the data's own precision and
+    counted per row by one ``bincount``; the special cases (no data, one
+    distinct value, NaN or infinity) are chosen with ``tf.where``. Bucket k
+    of a row holds floor((x - min) / width) == k, the last bucket also max,
+    as TensorBoard's; the edges are ``min + k * width``.
     """
-    flats = [tf.reshape(tf.stop_gradient(value), [-1]) for value in values]
-    dtype = (tf.float64 if any(flat.dtype in (tf.float64, tf.int64)
-                               for flat in flats) else tf.float32)
-    flats = [tf.cast(flat, dtype) for flat in flats]
-    count = len(flats)
+    count = len(values)
+    rows = tf.stop_gradient(tf.reshape(
+        tf.stack(values) if count > 1 else values[0], [count, -1]))
+    dtype = tf.float64 if rows.dtype in (tf.float64, tf.int64) else tf.float32
+    data = tf.cast(rows, dtype)
     if count == 1:
-        data = flats[0]
-        sizes = tf.size(data)[None]
-        reduce = {"min": lambda x: tf.reduce_min(x)[None],
-                  "max": lambda x: tf.reduce_max(x)[None],
-                  "mean": lambda x: tf.reduce_mean(x)[None]}
-        per_value = lambda per_tensor: per_tensor[0]  # noqa: E731
+        # One tensor: reductions over all of it use every core.
+        def reduce(reduction, x):
+            return reduction(x)[None]
     else:
-        data = tf.concat(flats, 0)
-        sizes = tf.stack([tf.size(flat) for flat in flats])
-        segments = tf.repeat(tf.range(count), sizes)
-        reduce = {"min": lambda x: tf.math.segment_min(x, segments),
-                  "max": lambda x: tf.math.segment_max(x, segments),
-                  "mean": lambda x: tf.math.segment_mean(x, segments)}
-        per_value = lambda per_tensor: tf.gather(per_tensor, segments)  # noqa: E731
-    nonempty = sizes > 0
+        def reduce(reduction, x):
+            return reduction(x, axis=1)
+    size = tf.shape(data)[1]
+    nonempty = tf.fill([count], size > 0)
     zeros = tf.zeros([count], dtype)
-    low = tf.where(nonempty, reduce["min"](data), zeros)
-    high = tf.where(nonempty, reduce["max"](data), zeros)
-    # reduce_min and reduce_max propagate NaN, so for a tensor described
-    # alone this also says every value is finite; the segment reductions
-    # may skip a NaN, whose index below is garbage but clipped in range.
-    spread = tf.math.is_finite(low) & tf.math.is_finite(high) & (high > low)
+    low = tf.where(nonempty, reduce(tf.reduce_min, data), zeros)
+    high = tf.where(nonempty, reduce(tf.reduce_max, data), zeros)
+    # reduce_min and reduce_max propagate NaN: a row's min and max are
+    # finite exactly when all its values are.
+    finite = tf.math.is_finite(low) & tf.math.is_finite(high)
+    spread = finite & (high > low)
     width = tf.where(spread, (high - low) / bucket_count, tf.ones_like(low))
-    index = tf.cast(tf.floor((data - per_value(tf.where(spread, low, zeros)))
-                             / per_value(width)), tf.int32)
-    # Only values of spread, finite tensors need a true bucket; clipping
-    # keeps the others' (their counts are replaced below) in range.
+    index = tf.cast(tf.floor((data - tf.where(spread, low, zeros)[:, None])
+                             / width[:, None]), tf.int32)
+    # Only values of spread, finite rows need a true bucket; clipping keeps
+    # the others' (their counts are replaced below) in range.
     index = tf.clip_by_value(index, 0, bucket_count - 1)
-    if count > 1:
-        index += segments * bucket_count
-    bins = count * bucket_count
     # DenseBincount itself: tf.math.bincount first finds the largest index
     # (another pass over the data) to size its output, here a constant.
-    counts = tf.reshape(tf.raw_ops.DenseBincount(
-        input=index, size=bins, weights=tf.zeros([0], tf.float64),
-        binary_output=False), [count, bucket_count])
+    no_weights = tf.zeros([0], tf.float64)
+    if count == 1:
+        counts = tf.raw_ops.DenseBincount(
+            input=tf.reshape(index, [-1]), size=bucket_count,
+            weights=no_weights, binary_output=False)[None]
+    else:
+        counts = tf.raw_ops.DenseBincount(
+            input=index, size=bucket_count, weights=no_weights,
+            binary_output=False)
     all_in_last = (tf.one_hot(bucket_count - 1, bucket_count, dtype=tf.float64)
-                   * tf.cast(sizes, tf.float64)[:, None])
-    counts = tf.where(spread[:, None], counts, all_in_last)
+                   * tf.cast(size, tf.float64))
+    counts = tf.where(spread[:, None], counts, all_in_last[None])
     low64, high64 = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
     step = (high64 - low64) / bucket_count
     edges = low64[:, None] + tf.range(bucket_count + 1, dtype=tf.float64) * step[:, None]
     edges = tf.concat([edges[:, :-1], high64[:, None]], 1)
     buckets = tf.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
-    if count == 1:
-        # min and max propagate NaN (see above): no pass over the data.
-        finite = tf.math.is_finite(low) & tf.math.is_finite(high)
-    else:
-        finite = tf.math.segment_min(
-            tf.cast(tf.math.is_finite(data), tf.int32), segments) > 0
     stats = {"buckets": buckets, "min": low, "max": high, "finite": finite}
     if moments:
-        mean = reduce["mean"](data)
+        mean = reduce(tf.reduce_mean, data)
         stats["mean"] = mean
-        stats["stddev"] = tf.sqrt(reduce["mean"](tf.square(data - per_value(mean))))
+        stats["stddev"] = tf.sqrt(reduce(tf.reduce_mean,
+                                         tf.square(data - mean[:, None])))
     # One unstack per statistic, not an op per tensor and statistic.
     unstacked = {key: tf.unstack(value, num=count) for key, value in stats.items()}
     return [{key: values[i] for key, values in unstacked.items()}
