@@ -97,7 +97,7 @@ def define_fast_lrn():
         "fast_lrn", False,
         "--api=v2 only: compute norm1 and norm2 with a banded matmul instead "
         "of TensorFlow's LRN kernel, whose gradient is slow on a CPU: about "
-        "1.3x the examples/s here. The same function to 1e-6, but not the "
+        "1.2x the examples/s here. The same function to 1e-6, but not the "
         "same bits: the losses follow --api=v1's for a few dozen steps, then "
         "the run goes its own way to the same precision.")
     flags.register_multi_flags_validator(
