@@ -152,8 +152,7 @@ def test_variable_summaries_under_fit(fitted):
     assert count == kernel.size
     assert (low, high) == pytest.approx((kernel.min(), kernel.max()), abs=1e-6)
     # Four recordings, one trace: the writing runs as a single graph call.
-    traced_write = fitted.callbacks["variables"]._traced_write
-    assert traced_write.experimental_get_tracing_count() == 1
+    assert fitted.callbacks["variables"].tracing_count() == 1
 
 
 def test_activation_summaries_under_fit_with_probe_inputs(fitted):
@@ -174,6 +173,8 @@ def test_activation_summaries_under_fit_with_probe_inputs(fitted):
     low, high, count = histogram_range_and_count(histograms[-1])
     assert count == hidden.size
     assert high == pytest.approx(hidden.max(), abs=1e-6)
+    # The probe's forward pass runs inside the write: one function, one trace.
+    assert fitted.callbacks["activations"].tracing_count() == 1
 
 
 def test_gradient_histograms_under_fit_with_probe_batch(fitted):
@@ -198,6 +199,32 @@ def test_gradient_histograms_under_fit_with_probe_batch(fitted):
         assert count == gradient.size
         assert (low, high) == pytest.approx((gradient.min(), gradient.max()),
                                             abs=1e-6)
+    assert fitted.callbacks["gradients"].tracing_count() == 1
+
+
+def test_a_layer_frozen_between_two_fits_leaves_the_summaries(tmp_path):
+    """The model's variables are captured by the traced write; a second fit
+    with another set of trainable variables is summarized with that set."""
+    x, y = data()
+    model = small_model()
+    callbacks = [VariableSummaries(str(tmp_path / "variables"), every_n_steps=5),
+                 GradientHistograms(str(tmp_path / "gradients"), every_n_steps=5,
+                                    probe_batch=(x[:8], y[:8]))]
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False,
+              callbacks=callbacks)
+    model.get_layer("hidden").trainable = False
+    model.compile(optimizer=model.optimizer,  # it goes on counting: 5..9
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=True)
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False,
+              callbacks=callbacks)
+    for name, tag_of in (("variables", "{}/summaries/histogram"),
+                         ("gradients", "{}/gradients")):
+        run = read_run(tmp_path / name)
+        steps = {path: run[tag_of.format(path)][1] for path in
+                 ("net/hidden/kernel", "net/logits/kernel")}
+        # The frozen kernel was recorded by the first fit only.
+        assert steps == {"net/hidden/kernel": [0], "net/logits/kernel": [0, 5]}, name
 
 
 def test_image_summaries_under_fit_with_probe_images(fitted):

@@ -72,20 +72,6 @@ def create_file_writer(logdir):
     return tf.summary.create_file_writer(logdir, max_queue=WRITER_MAX_QUEUE)
 
 
-def zero_fraction(value):
-    """The fraction of ``value``'s entries that are zero, as float32.
-
-    The number ``tf.math.zero_fraction`` gives (an exact integer count of
-    the non-zero entries, then 1 - count / size in float32), without its
-    ``tf.cond`` on the tensor's size, which made tracing the sparsity of a
-    deep model's layers take seconds.
-    """
-    value = tf.convert_to_tensor(value)
-    nonzero = tf.math.count_nonzero(value, dtype=tf.int64)
-    size = tf.size(value, out_type=tf.int64)
-    return 1.0 - tf.cast(nonzero, tf.float32) / tf.cast(size, tf.float32)
-
-
 def scalar(tag, value, step):
     """Writes ``value`` under exactly ``tag`` to the default writer.
 
@@ -111,38 +97,70 @@ def write_together(entries, step):
     Each ``tf.summary.write`` is its own op with its own ``tf.cond`` on
     whether to record: a model's 140 variables' statistics were 700 of
     them, about 1.2 s to trace and 0.6 s to optimize on the first call, and
-    most of each recording's time. Here tensors of one dtype and shape are
-    stacked and serialized once; the bytes of each tensor are cut out of
-    that and put after constant bytes made in Python (the ``Summary`` proto
-    of its tag and metadata, the header of its ``TensorProto``), and
-    ``write_raw_pb`` writes the resulting serialized ``Summary`` protos,
-    one event per tag as ``tf.summary.write`` would. The event file holds
-    exactly what ``tf.summary.write`` puts there (the values as
-    ``tensor_content``), so TensorBoard reads it the same.
+    most of each recording's time. Here the tensors of one dtype and shape
+    are stacked and written as rows (``_write_rows``).
     """
     groups = {}
     for tag, value, metadata in entries:
         value = tf.convert_to_tensor(value)
         groups.setdefault((value.dtype, tuple(value.shape.as_list())), []).append(
             (tag, value, metadata))
-    protos = [_serialized_summaries(dtype, shape, members)
-              for (dtype, shape), members in groups.items()]
+    return _write_rows([
+        _Rows([(tag, metadata) for tag, _, metadata in members],
+              tf.stack([value for _, value, _ in members]))
+        for members in groups.values()], step)
+
+
+class _Rows:
+    """Summaries to write whose tensors are the rows of one tensor:
+    ``rows[i]`` under ``tagged[i] = (tag, metadata)``. Statistics computed
+    for a group of tensors at once stay stacked this way up to the write,
+    rather than being cut into a tensor per tag (an op each) and stacked
+    again."""
+
+    def __init__(self, tagged, rows):
+        self.tagged = list(tagged)
+        self.rows = rows
+
+
+def _write_rows(groups, step):
+    """Writes every row of the ``_Rows`` in ``groups`` with ONE op.
+
+    The rows of one dtype and shape are serialized once; the bytes of each
+    row are cut out of that and put after constant bytes made in Python
+    (the ``Summary`` proto of its tag and metadata, the header of its
+    ``TensorProto``), and ``write_raw_pb`` writes the resulting serialized
+    ``Summary`` protos, one event per tag as ``tf.summary.write`` would.
+    The event file holds exactly what ``tf.summary.write`` puts there (the
+    values as ``tensor_content``), so TensorBoard reads it the same.
+    """
+    by_kind = {}
+    for group in groups:
+        key = (group.rows.dtype, tuple(group.rows.shape.as_list()[1:]))
+        by_kind.setdefault(key, []).append(group)
+    protos = []
+    for (dtype, shape), members in by_kind.items():
+        tagged = [pair for group in members for pair in group.tagged]
+        rows = [group.rows for group in members]
+        protos.append(_serialized_summaries(
+            dtype, shape, tagged, tf.concat(rows, 0) if len(rows) > 1 else rows[0]))
     with tf.name_scope(""):
         return tf.summary.experimental.write_raw_pb(
             tf.concat(protos, 0) if len(protos) > 1 else protos[0], step=step)
 
 
-def _serialized_summaries(dtype, shape, members):
-    """Serialized ``Summary`` protos of same-typed [(tag, tensor, metadata)]."""
+def _serialized_summaries(dtype, shape, tagged, rows):
+    """Serialized ``Summary`` protos of each row of ``rows`` under its
+    (tag, metadata) in ``tagged``."""
     size = dtype.size * math.prod(shape)
-    raw = tf.io.serialize_tensor(tf.stack([value for _, value, _ in members]))
+    raw = tf.io.serialize_tensor(rows)
     # serialize_tensor puts the values last, as tensor_content.
-    start = tf.strings.length(raw) - size * len(members)
-    count = len(members)
+    count = len(tagged)
+    start = tf.strings.length(raw) - size * count
     pieces = tf.strings.substr(raw, start + size * tf.range(count),
                                tf.fill([count], size))
     prefixes = tf.constant([_summary_prefix(tag, metadata, dtype, shape)
-                            for tag, _, metadata in members])
+                            for tag, metadata in tagged])
     return tf.strings.join([prefixes, pieces])
 
 
@@ -185,8 +203,14 @@ def histogram(tag, values, step, bucket_count=HISTOGRAM_BUCKETS):
     return histograms({tag: values}, step, bucket_count)
 
 
-def histograms(tagged_values, step, bucket_count=HISTOGRAM_BUCKETS):
+def histograms(tagged_values, step, bucket_count=HISTOGRAM_BUCKETS,
+               sparsity=False):
     """Writes a histogram of each {tag: values} entry; returns the op.
+
+    With ``sparsity``, each entry's fraction of zeros too, under
+    ``sparsity_tag(tag)``: the number ``tf.math.zero_fraction`` gives (an
+    exact count of the non-zero values, then 1 - count / size in float32),
+    computed in the same pass as the histograms.
 
     Values with a NaN or an infinity (a diverging run) stop the step with
     an ``InvalidArgumentError`` that names the tags and the step
@@ -195,30 +219,48 @@ def histograms(tagged_values, step, bucket_count=HISTOGRAM_BUCKETS):
     histogram TensorBoard cannot draw.
     """
     tags = list(tagged_values)
-    described = _describe_all([tagged_values[tag] for tag in tags],
-                              bucket_count, moments=False)
-    finite = tf.stack([stats["finite"] for stats in described])
+    groups = _describe_all([tagged_values[tag] for tag in tags], bucket_count,
+                           moments=False, zeros=sparsity)
+    rows = []
+    for indices, stats in groups:
+        group_tags = [tags[i] for i in indices]
+        rows.append(_Rows([(tag, _HISTOGRAM_METADATA) for tag in group_tags],
+                          stats["buckets"]))
+        if sparsity:
+            rows.append(_Rows([(sparsity_tag(tag), _SCALAR_METADATA)
+                               for tag in group_tags], stats["zero_fraction"]))
+    check = _assert_finite([tags[i] for indices, _ in groups for i in indices],
+                           _concat([stats["finite"] for _, stats in groups]),
+                           step)
+    with tf.control_dependencies([check]):
+        return _write_rows(rows, step)
+
+
+def _concat(tensors):
+    return tf.concat(tensors, 0) if len(tensors) > 1 else tensors[0]
+
+
+def _assert_finite(tags, finite, step):
+    """An Assert that names the ``tags`` whose ``finite`` entry is False."""
     bad_tags = tf.strings.reduce_join(
         tf.boolean_mask(tf.constant(tags), tf.logical_not(finite)),
         separator=", ")
-    check = tf.debugging.Assert(tf.reduce_all(finite), [tf.strings.join([
+    return tf.debugging.Assert(tf.reduce_all(finite), [tf.strings.join([
         NON_FINITE_HISTOGRAM, " ", bad_tags, " at step ",
         tf.strings.as_string(step)])])
-    with tf.control_dependencies([check]):
-        return write_together([(tag, stats["buckets"], _HISTOGRAM_METADATA)
-                               for tag, stats in zip(tags, described)], step)
 
 
-def _describe_all(values, bucket_count, moments):
-    """``_describe`` of each tensor of ``values``, in order.
+def _describe_all(values, bucket_count, moments, zeros=False):
+    """``_describe`` of ``values`` in groups: [(indices into values, stats)].
 
     Small tensors of one static shape and dtype (a model's variables and
     their gradients: a few shapes, many tensors) are described together, as
-    the rows of one matrix: the ops per recording then grow with the number
-    of distinct shapes, not of tensors, so a 140-variable model traces in a
-    fraction of a second and records in a few milliseconds. Larger tensors
-    (a test pass's activations) are described one by one, so none is copied
-    into a stack.
+    the rows of one matrix, and their statistics stay stacked up to the
+    write: the ops per recording then grow with the number of distinct
+    shapes, not of tensors, so a 140-variable model traces in a fraction of
+    a second and records in a few milliseconds. Larger tensors (a test
+    pass's activations) are described one by one, so none is copied into a
+    stack.
     """
     values = [tf.convert_to_tensor(value) for value in values]
     groups = {}
@@ -227,22 +269,20 @@ def _describe_all(values, bucket_count, moments):
                  and 0 < value.shape.num_elements() <= GROUP_LIMIT)
         key = (tuple(value.shape.as_list()), value.dtype) if small else i
         groups.setdefault(key, []).append(i)
-    described = [None] * len(values)
-    for group in groups.values():
-        for i, stats in zip(group, _describe([values[i] for i in group],
-                                             bucket_count, moments)):
-            described[i] = stats
-    return described
+    return [(indices, _describe([values[i] for i in indices], bucket_count,
+                                moments, zeros))
+            for indices in groups.values()]
 
 
-def _describe(values, bucket_count, moments):
-    """Histogram buckets (and with ``moments`` mean, stddev, min and max)
-    of each tensor in ``values`` (one tensor, or several of one static
-    shape and dtype), computed together.
+def _describe(values, bucket_count, moments, zeros=False):
+    """Histogram buckets (with ``moments`` also mean, stddev, min and max;
+    with ``zeros`` the fraction of zeros) of each tensor in ``values`` (one
+    tensor, or several of one static shape and dtype), computed together.
 
-    Returns a list of dicts of tensors: ``buckets`` [bucket_count, 3]
-    float64 rows of (left edge, right edge, count), the statistics, and
-    ``finite`` (whether every value is finite).
+    Returns a dict of stacked tensors, row i describing ``values[i]``:
+    ``buckets`` [count, bucket_count, 3] float64 rows of (left edge, right
+    edge, count), the statistics [count], and ``finite`` [count] (whether
+    every value is finite).
 
     Why not ``tf.summary.histogram``: it builds an [n, buckets] one-hot
     matrix in float64, over a second and 1.2 GB for the 5M activations of a
@@ -252,7 +292,8 @@ def _describe(values, bucket_count, moments):
     counted per row by one ``bincount``; the special cases (no data, one
     distinct value, NaN or infinity) are chosen with ``tf.where``. Bucket k
     of a row holds floor((x - min) / width) == k, the last bucket also max,
-    as TensorBoard's; the edges are ``min + k * width``.
+    as TensorBoard's; the edges are ``min + k * width``. Per-row numbers
+    are kept as [count, 1] columns, which broadcast against the rows.
     """
     count = len(values)
     rows = tf.stop_gradient(tf.reshape(
@@ -262,54 +303,59 @@ def _describe(values, bucket_count, moments):
     if count == 1:
         # One tensor: reductions over all of it use every core.
         def reduce(reduction, x):
-            return reduction(x)[None]
+            return tf.reshape(reduction(x), [1, 1])
     else:
         def reduce(reduction, x):
-            return reduction(x, axis=1)
-    size = tf.shape(data)[1]
-    nonempty = tf.fill([count], size > 0)
-    zeros = tf.zeros([count], dtype)
-    low = tf.where(nonempty, reduce(tf.reduce_min, data), zeros)
-    high = tf.where(nonempty, reduce(tf.reduce_max, data), zeros)
+            return reduction(x, axis=1, keepdims=True)
+    size = data.shape[1]
+    if size is None:
+        size = tf.shape(data)[1]
+    zero = tf.zeros([], dtype)
+    if isinstance(size, int):
+        def unless_empty(statistic):
+            return statistic if size else tf.fill([count, 1], zero)
+    else:
+        def unless_empty(statistic):
+            return tf.where(size > 0, statistic, zero)
+    low = unless_empty(reduce(tf.reduce_min, data))
+    high = unless_empty(reduce(tf.reduce_max, data))
     # reduce_min and reduce_max propagate NaN: a row's min and max are
     # finite exactly when all its values are.
     finite = tf.math.is_finite(low) & tf.math.is_finite(high)
     spread = finite & (high > low)
-    width = tf.where(spread, (high - low) / bucket_count, tf.ones_like(low))
-    index = tf.cast(tf.floor((data - tf.where(spread, low, zeros)[:, None])
-                             / width[:, None]), tf.int32)
+    width = tf.where(spread, (high - low) / bucket_count, tf.ones([], dtype))
+    index = tf.cast(tf.floor((data - tf.where(spread, low, zero)) / width),
+                    tf.int32)
     # Only values of spread, finite rows need a true bucket; clipping keeps
     # the others' (their counts are replaced below) in range.
     index = tf.clip_by_value(index, 0, bucket_count - 1)
     # DenseBincount itself: tf.math.bincount first finds the largest index
     # (another pass over the data) to size its output, here a constant.
-    no_weights = tf.zeros([0], tf.float64)
-    if count == 1:
-        counts = tf.raw_ops.DenseBincount(
-            input=tf.reshape(index, [-1]), size=bucket_count,
-            weights=no_weights, binary_output=False)[None]
-    else:
-        counts = tf.raw_ops.DenseBincount(
-            input=index, size=bucket_count, weights=no_weights,
-            binary_output=False)
+    counts = tf.raw_ops.DenseBincount(
+        input=tf.reshape(index, [-1]) if count == 1 else index,
+        size=bucket_count, weights=tf.zeros([0], tf.float64),
+        binary_output=False)
+    counts = tf.reshape(counts, [count, bucket_count])
     all_in_last = (tf.one_hot(bucket_count - 1, bucket_count, dtype=tf.float64)
                    * tf.cast(size, tf.float64))
-    counts = tf.where(spread[:, None], counts, all_in_last[None])
+    counts = tf.where(spread, counts, all_in_last)
     low64, high64 = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
-    step = (high64 - low64) / bucket_count
-    edges = low64[:, None] + tf.range(bucket_count + 1, dtype=tf.float64) * step[:, None]
-    edges = tf.concat([edges[:, :-1], high64[:, None]], 1)
-    buckets = tf.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
-    stats = {"buckets": buckets, "min": low, "max": high, "finite": finite}
+    left = low64 + tf.range(bucket_count, dtype=tf.float64) * (
+        (high64 - low64) / bucket_count)
+    right = tf.concat([left[:, 1:], high64], 1)
+    stats = {"buckets": tf.stack([left, right, counts], axis=2),
+             "min": low, "max": high, "finite": finite}
     if moments:
         mean = reduce(tf.reduce_mean, data)
         stats["mean"] = mean
-        stats["stddev"] = tf.sqrt(reduce(tf.reduce_mean,
-                                         tf.square(data - mean[:, None])))
-    # One unstack per statistic, not an op per tensor and statistic.
-    unstacked = {key: tf.unstack(value, num=count) for key, value in stats.items()}
-    return [{key: values[i] for key, values in unstacked.items()}
-            for i in range(count)]
+        stats["stddev"] = tf.sqrt(reduce(tf.reduce_mean, tf.square(data - mean)))
+    if zeros:
+        nonzero = reduce(lambda x, **axis: tf.math.count_nonzero(
+            x, dtype=tf.int64, **axis), rows)
+        stats["zero_fraction"] = 1.0 - (tf.cast(nonzero, tf.float32)
+                                        / tf.cast(size, tf.float32))
+    return {key: value if key == "buckets" else tf.reshape(value, [count])
+            for key, value in stats.items()}
 
 
 def image(tag, images, step, max_outputs):
@@ -352,15 +398,17 @@ def variable_summaries_of(values_by_path, step):
     together (see ``_describe_all``) and written by one op, which it
     returns."""
     paths = list(values_by_path)
-    described = _describe_all([values_by_path[path] for path in paths],
-                              HISTOGRAM_BUCKETS, moments=True)
-    entries = []
-    for path, stats in zip(paths, described):
-        scalar_tags, histogram_tag = variable_summary_tags(path)
-        entries += [(tag, tf.cast(stats[stat], tf.float32), _SCALAR_METADATA)
-                    for tag, stat in zip(scalar_tags, VARIABLE_STATISTICS)]
-        entries.append((histogram_tag, stats["buckets"], _HISTOGRAM_METADATA))
-    return write_together(entries, step)
+    rows = []
+    for indices, stats in _describe_all([values_by_path[path] for path in paths],
+                                        HISTOGRAM_BUCKETS, moments=True):
+        tags = [variable_summary_tags(paths[i]) for i in indices]
+        for column, stat in enumerate(VARIABLE_STATISTICS):
+            rows.append(_Rows([(scalar_tags[column], _SCALAR_METADATA)
+                               for scalar_tags, _ in tags],
+                              tf.cast(stats[stat], tf.float32)))
+        rows.append(_Rows([(histogram_tag, _HISTOGRAM_METADATA)
+                           for _, histogram_tag in tags], stats["buckets"]))
+    return _write_rows(rows, step)
 
 
 def graph(graph_or_concrete_function):

@@ -63,22 +63,12 @@ class ActivationSummaries(PeriodicSummary):
         self._probe_model = None
         self._probe_model_of = None
         self._probe_tags = None
-        self._probe_outputs = None
+        self._probe_tensors = None
 
     def summary_tensors(self, logs):
         activations = logs.get("activations")
-        if activations is None:
-            activations = self.probe_activations()
-        return activations
-
-    def write_tensors(self, step, tensors):
-        summaries.histograms(tensors, step)
-        if self.sparsity:
-            summaries.scalars({summaries.sparsity_tag(tag): summaries.zero_fraction(value)
-                               for tag, value in tensors.items()}, step)
-
-    def probe_activations(self):
-        """{<layer>/activations: output} of the model's layers on the probe."""
+        if activations is not None:
+            return activations
         if self._probe_inputs is None or self.model is None:
             raise ValueError(
                 "ActivationSummaries needs activations: logs['activations'] = "
@@ -87,7 +77,15 @@ class ActivationSummaries(PeriodicSummary):
                 + flattened_hint("activations"))
         if self._probe_model_of is not self.model:
             self._build_probe_model(self.model)
-        return dict(zip(self._probe_tags, self._probe_outputs()))
+        return None  # computed in the write's function: model_tensors
+
+    def model_tensors(self):
+        """{<layer>/activations: output} of the model's layers on the probe."""
+        outputs = self._probe_model(self._probe_tensors, training=False)
+        return dict(zip(self._probe_tags, keras.tree.flatten(outputs)))
+
+    def write_tensors(self, step, tensors):
+        summaries.histograms(tensors, step, sparsity=self.sparsity)
 
     def _build_probe_model(self, model):
         """A model from ``model``'s inputs to every layer's output, once."""
@@ -108,10 +106,5 @@ class ActivationSummaries(PeriodicSummary):
         self._probe_model = keras.Model(
             inputs=inputs, outputs=[output for _, output in pairs])
         self._probe_model_of = model
-        probe_inputs = keras.tree.map_structure(tf.convert_to_tensor,
-                                                self._probe_inputs)
-        probe_model = self._probe_model
-        # Traced once: run eagerly, the forward pass of a deep model is a
-        # dispatch per layer, many times the training step's time.
-        self._probe_outputs = tf.function(lambda: keras.tree.flatten(
-            probe_model(probe_inputs, training=False)))
+        self._probe_tensors = keras.tree.map_structure(tf.convert_to_tensor,
+                                                       self._probe_inputs)

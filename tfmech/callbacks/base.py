@@ -17,9 +17,11 @@ part that does not depend on *what* is summarized:
   ``CallbackList`` unchanged.
 
 Recording is split in two. ``summary_tensors`` gathers, in Python, the
-tensors to summarize (from ``logs``, the model, or a probe batch);
+tensors to summarize (from ``logs`` or the model's variables);
 ``write_tensors`` turns them into summaries and runs inside one tf.function
-per callback. A histogram alone is dozens of small ops (bucket edges,
+per callback. What a callback computes from its model on a probe batch
+(``model_tensors``: activations, gradients) is computed in that same
+function, so the probe's tensors never leave it. A histogram alone is dozens of small ops (bucket edges,
 counts), and run eagerly those cost a dispatch each, more than the training
 step they describe; traced, the whole recording is a single call. The
 function is traced again only when the set of tags changes or, once, when a
@@ -210,6 +212,7 @@ class PeriodicSummary(keras.callbacks.Callback):
         self._previous_step = None
         self._traced_write = tf.function(
             self.write_tensors, reduce_retracing=True, autograph=False)
+        self._write_from_model = None  # (model_tensors_key(), tf.function)
 
     @property
     def writer(self):
@@ -222,8 +225,22 @@ class PeriodicSummary(keras.callbacks.Callback):
         return self._writer
 
     def summary_tensors(self, logs):
-        """{name: tensor or value} to summarize at a recording step."""
+        """{name: tensor or value} to summarize at a recording step, or
+        None when they are computed from the model (``model_tensors``)."""
         raise NotImplementedError
+
+    def model_tensors(self):
+        """{name: tensor} computed from ``self.model`` (a probe batch's
+        activations or gradients, its variables), traced into the function
+        that writes them: returned from a function of their own, a model's
+        140 gradients would each be an output and then an input of the
+        write."""
+        raise NotImplementedError
+
+    def model_tensors_key(self):
+        """What ``model_tensors`` depends on: the function that computes
+        and writes them is traced again when this changes."""
+        return self.model
 
     def write_tensors(self, step, tensors):
         """Writes the summaries of ``summary_tensors``'s result (traced)."""
@@ -286,13 +303,36 @@ class PeriodicSummary(keras.callbacks.Callback):
     def record(self, step, logs):
         """Writes this callback's summaries for ``step`` now, unconditionally."""
         with functions_called_unoptimized():
+            tensors = self.summary_tensors(logs)
+            # A tensor step, so a new step value does not retrace.
+            step = tf.constant(step, tf.int64)
+            if tensors is None:
+                with self.writer.as_default():
+                    self._model_write_function()(step)
+                return
             tensors = {name: _traced_argument(value)
-                       for name, value in self.summary_tensors(logs).items()}
+                       for name, value in tensors.items()}
             if not tensors:
                 return
             with self.writer.as_default():
-                # A tensor step, so a new step value does not retrace.
-                self._traced_write(tf.constant(step, tf.int64), tensors)
+                self._traced_write(step, tensors)
+
+    def tracing_count(self):
+        """How many times this callback's writing has been traced."""
+        functions = [self._traced_write] + (
+            [self._write_from_model[1]] if self._write_from_model else [])
+        return sum(function.experimental_get_tracing_count()
+                   for function in functions)
+
+    def _model_write_function(self):
+        """``write_tensors(step, model_tensors())`` as one tf.function,
+        traced anew for a different model."""
+        key = self.model_tensors_key()
+        if self._write_from_model is None or self._write_from_model[0] != key:
+            self._write_from_model = (key, tf.function(
+                lambda step: self.write_tensors(step, self.model_tensors()),
+                input_signature=[tf.TensorSpec([], tf.int64)], autograph=False))
+        return self._write_from_model[1]
 
     def record_in_graph(self, step, logs):
         """Builds this callback's summary ops for ``logs`` into the graph
@@ -306,8 +346,10 @@ class PeriodicSummary(keras.callbacks.Callback):
         caller decides when they run; nothing here checks the schedule.
         ``step`` is an int64 tensor; ``logs`` holds the step's tensors.
         """
+        tensors = self.summary_tensors(logs)
         with self.writer.as_default():
-            return self.write_tensors(step, self.summary_tensors(logs))
+            return self.write_tensors(
+                step, self.model_tensors() if tensors is None else tensors)
 
     def _step_of(self, batch, logs):
         """The summary step of this batch (see the class docstring)."""

@@ -53,63 +53,49 @@ class GradientHistograms(PeriodicSummary):
                 f"GradientHistograms: probe_batch must be (x, y) or "
                 f"(x, y, sample_weight), got {len(probe_batch)} items")
         self._probe_batch = probe_batch
-        self._probe_gradients = None
-        self._probe_gradients_of = None
+        self._probe_tensors = None
 
     def summary_tensors(self, logs):
         gradients = logs.get("gradients")
         if gradients is None:
-            gradients = self.probe_gradients()
+            if self._probe_batch is None or self.model is None:
+                raise ValueError(
+                    "GradientHistograms needs gradients: logs['gradients'] = "
+                    "{variable path: gradient} from the training loop, or "
+                    "probe_batch=(x, y) together with a compiled Keras model "
+                    "(Model.fit) " + flattened_hint("gradients"))
+            if self._probe_tensors is None:
+                self._probe_tensors = [tf.convert_to_tensor(part)
+                                       for part in self._probe_batch]
+            return None  # computed in the write's function: model_tensors
         return {f"{path}/gradients": gradient
                 for path, gradient in gradients.items() if gradient is not None}
 
+    def record(self, step, logs):
+        if logs.get("gradients") is not None or self.model is None:
+            return super().record(step, logs)
+        with _unchanged_loss_trackers(self.model):
+            return super().record(step, logs)
+
+    def model_tensors(self):
+        """{<path>/gradients: gradient} of the model's compiled loss on the
+        probe batch (the model is not changed)."""
+        model = self.model
+        x, y, *rest = self._probe_tensors
+        variables = model.trainable_variables
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=False)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
+                                      sample_weight=rest[0] if rest else None,
+                                      training=False)
+        return {f"{variable.path}/gradients": gradient for variable, gradient
+                in zip(variables, tape.gradient(loss, variables))
+                if gradient is not None}
+
+    def model_tensors_key(self):
+        # Traced with the trainable variables of the time: another set (a
+        # layer frozen between two fits) is traced anew.
+        return self.model, tuple(map(id, self.model.trainable_variables))
+
     def write_tensors(self, step, tensors):
         summaries.histograms(tensors, step)
-
-    def probe_gradients(self):
-        """{variable path: gradient} of the model's loss on the probe batch."""
-        if self._probe_batch is None or self.model is None:
-            raise ValueError(
-                "GradientHistograms needs gradients: logs['gradients'] = "
-                "{variable path: gradient} from the training loop, or "
-                "probe_batch=(x, y) together with a compiled Keras model "
-                "(Model.fit) " + flattened_hint("gradients"))
-        model = self.model
-        if self._probe_gradients_of is not model:
-            self._trace_probe(model)
-        variables = model.trainable_variables
-        with _unchanged_loss_trackers(model):
-            gradients = self._probe_gradients()
-        return {variable.path: gradient
-                for variable, gradient in zip(variables, gradients)}
-
-    def _trace_probe(self, model):
-        """The probe's gradient computation as a tf.function, traced once:
-        run eagerly, a deep model's forward and backward pass is a dispatch
-        per op, many times the training step's time."""
-        x, y, *rest = [tf.convert_to_tensor(part) for part in self._probe_batch]
-        sample_weight = rest[0] if rest else None
-
-        reached = []
-
-        def gradients():
-            variables = model.trainable_variables
-            with tf.GradientTape() as tape:
-                y_pred = model(x, training=False)
-                loss = model.compute_loss(x=x, y=y, y_pred=y_pred,
-                                          sample_weight=sample_weight,
-                                          training=False)
-            computed = tape.gradient(loss, variables)
-            # None (a variable the loss does not reach) cannot leave a
-            # tf.function: which ones are None is known when tracing.
-            reached[:] = [gradient is not None for gradient in computed]
-            return [gradient for gradient in computed if gradient is not None]
-
-        traced = tf.function(gradients)
-
-        def call():
-            computed = iter(traced())
-            return [next(computed) if ok else None for ok in reached]
-
-        self._probe_gradients = call
-        self._probe_gradients_of = model

@@ -57,7 +57,17 @@ class VariableSummaries(PeriodicSummary):
         return _by_path(model.trainable_variables)
 
     def summary_tensors(self, logs):
-        return self.named_variables()
+        self.named_variables()  # a clear error now if there are none
+        return None  # read in the write's function: model_tensors
+
+    def model_tensors(self):
+        return dict(self.named_variables())
+
+    def model_tensors_key(self):
+        # The variables are captured by the traced function: another set
+        # (a layer frozen between two fits) is traced anew.
+        return tuple((path, id(variable))
+                     for path, variable in self.named_variables().items())
 
     def write_tensors(self, step, tensors):
         if self.statistics:
