@@ -4,10 +4,15 @@ No GPU here, so the multi-device runs split the CPU into logical devices.
 That split must happen before TensorFlow initializes its devices, so those
 runs are the binary in fresh processes (``--num_gpus=2``); the towers'
 arithmetic alone is also checked in this process, with both towers on
-``/cpu:0``. Tolerances: over 20 steps at learning rate 0.1, the losses of
-2 devices and of 1 device agree to 1e-5 (measured: 5e-7; the sums are only
-ordered differently) and the weights to 1e-6 (measured: 4e-8); on 1 device
-the v2 strategy path is bit-identical to cifar10_train.
+``/cpu:0``. Tolerances: over 8 steps at learning rate 0.1, the losses of
+2 devices and of 1 device agree to 1e-5 (measured: 1e-6; the sums are only
+ordered differently) and the weights to 1e-4 (measured: 2e-5; a wrong
+split or gradient mean moves them by about 1e-2); on 1 device the v2
+strategy path is bit-identical to cifar10_train. Not longer, nor tighter:
+at that learning rate a difference in the last bits grows 5 to 30 times a
+step from a step that depends on the batches (measured on these generated
+batches: the update of step 8 for seed 0, 12 and 13 for seeds 1 and 2), as
+any reordering of a sum would.
 """
 
 import os
@@ -29,9 +34,9 @@ from tfmech.cifar10 import train_v1
 from tfmech.cifar10.hparams import EvalParams, HParams
 
 PROGRAM = "cifar10_multi_gpu_train"
-STEPS = 20
+STEPS = 8
 LOSS_TOLERANCE = 1e-5
-WEIGHT_TOLERANCE = 1e-6
+WEIGHT_TOLERANCE = 1e-4
 BINARY_TIMEOUT = 400
 
 
@@ -77,7 +82,7 @@ def assert_same_training(run_dir, reference_dir, loss_tolerance,
 
 # The towers, in this process (both on /cpu:0: the arithmetic, not devices).
 
-TOWER_HPARAMS = HParams(batch_size=32, max_steps=10, log_frequency=1,
+TOWER_HPARAMS = HParams(batch_size=32, max_steps=STEPS, log_frequency=1,
                         save_summaries_steps=5, save_checkpoint_secs=None,
                         save_checkpoint_steps=10)
 
@@ -89,7 +94,7 @@ def test_two_towers_train_as_one_device_at_the_same_global_batch(
     two = multi_gpu_train_v1.run_training(TOWER_HPARAMS, small_cifar10_dir,
                                           str(tmp_path / "two"),
                                           devices=["/cpu:0", "/cpu:0"])
-    assert sorted(two.losses) == list(range(10))
+    assert sorted(two.losses) == list(range(STEPS))
     for step, loss in one.losses.items():
         assert two.losses[step] == pytest.approx(loss, abs=LOSS_TOLERANCE), step
     assert {(tag, kind) for tag, kind in events.tag_kinds(tmp_path / "two")
@@ -144,12 +149,12 @@ def test_help_lists_the_originals_flags_and_num_gpus():
 
 @pytest.fixture(scope="module")
 def device_runs(small_cifar10_dir, tmp_path_factory):
-    """20 steps at global batch 32: cifar10_train, and the multi-device
+    """8 steps at global batch 32: cifar10_train, and the multi-device
     binary with 1 and 2 devices in each API; {name: run dir}."""
     root = tmp_path_factory.mktemp("multi_device_runs")
     data_dir = os.path.dirname(small_cifar10_dir)
     common = [f"--data_dir={data_dir}", f"--max_steps={STEPS}",
-              "--batch_size=32", "--log_frequency=10",
+              "--batch_size=32", "--log_frequency=4",
               "--save_summaries_steps=1", f"--save_checkpoint_steps={STEPS}"]
     runs = {"single_v2": ("cifar10_train", ["--api=v2"]),
             "v2_1": (PROGRAM, ["--api=v2", "--num_gpus=1"]),
@@ -193,7 +198,7 @@ def test_multi_device_runs_write_exactly_the_canonical_tags(device_runs):
         # The original's console line, at the global batch.
         steps = [line.split(": step ")[1].split(",")[0]
                  for line in outputs[run].splitlines() if ": step " in line]
-        assert steps == ["0", "10"], run
+        assert steps == ["0", "4"], run
 
 
 @pytest.mark.slow

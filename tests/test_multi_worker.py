@@ -6,10 +6,10 @@ Every process and every wait has a time limit, and a test that fails
 SIGKILLs what it started (a worker ignores SIGTERM: TensorFlow's
 coordination agent takes it for a preemption notice).
 
-Tolerance: 2 workers at global batch B against one process at B, 10 steps:
-losses to 1e-5 and weights to 1e-6 (measured: 5e-7 and 4e-8, the same as
-two devices in one process; the all-reduce only orders the sums
-differently).
+Tolerance: 2 workers at global batch B against one process at B, 8 steps:
+losses to 1e-5 and weights to 1e-4, as two devices in one process (the
+all-reduce only orders the sums differently; see test_cifar10_multi_gpu
+for why no longer).
 """
 
 import contextlib
@@ -252,7 +252,7 @@ def test_a_worker_that_never_comes_up_is_named_within_the_wait(
 
 @pytest.fixture(scope="module")
 def single_process_run(small_cifar10_dir, tmp_path_factory):
-    """10 steps of cifar10_train at batch 32: what 2 workers must equal."""
+    """8 steps of cifar10_train at batch 32: what 2 workers must equal."""
     run_dir = tmp_path_factory.mktemp("single_process")
     result = run_binary("cifar10_train", *common_flags(small_cifar10_dir),
                         f"--train_dir={run_dir}")
@@ -260,7 +260,7 @@ def single_process_run(small_cifar10_dir, tmp_path_factory):
     return run_dir
 
 
-def common_flags(batches_dir, steps=10):
+def common_flags(batches_dir, steps=8):
     return [f"--data_dir={data_dir_of(batches_dir)}", f"--max_steps={steps}",
             "--batch_size=32", "--log_frequency=5", "--save_summaries_steps=1",
             f"--save_checkpoint_steps={steps}"]
@@ -283,7 +283,7 @@ def test_two_workers_train_as_one_process_at_the_same_global_batch(
                                       names)
     single = checkpoints.read_canonical(
         tf.train.latest_checkpoint(str(single_process_run)), names)
-    assert ours["global_step"] == 10
+    assert ours["global_step"] == 8
     for name in names:
         np.testing.assert_allclose(ours[name], single[name], rtol=0,
                                    atol=WEIGHT_TOLERANCE, err_msg=name)
@@ -295,8 +295,8 @@ def test_two_workers_train_as_one_process_at_the_same_global_batch(
     assert len(events.event_files(train_dir)) == 1
     # (.tfmech.lock: the chief's trainer lock; the other worker takes none.)
     assert sorted(os.listdir(train_dir)) == sorted(
-        [".tfmech.lock", "checkpoint", "ckpt-10.index",
-         "ckpt-10.data-00000-of-00001", events.event_files(train_dir)[0].name])
+        [".tfmech.lock", "checkpoint", "ckpt-8.index",
+         "ckpt-8.data-00000-of-00001", events.event_files(train_dir)[0].name])
     # Both print the original's line for the same steps and losses.
     lines = [[line.split(": step ")[1].split(" (")[0]
               for line in output(tmp_path, i).splitlines() if ": step " in line]
