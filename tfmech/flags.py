@@ -178,19 +178,23 @@ def output_dir_or_exit(program, name, create=True):
     is created, the only test that holds when running as root. With
     ``create=False`` (an eval that may yet find nothing to evaluate and must
     then leave no trace) the directories this call made are removed again.
+
+    Several processes may start on one directory at once (the workers of a
+    multi-worker job share --train_dir): a directory another process made
+    between our look and our mkdir is an existing directory, not an error.
     """
     import os
     path = flags.FLAGS[name].value
     if os.path.isdir(path):
-        if not os.access(path, os.W_OK | os.X_OK):
-            exit_with_error(program, "--%s %s is not writable" % (name, path))
-        return path
+        return _writable_dir_or_exit(program, name, path)
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     try:
         os.makedirs(path)
     except OSError as error:
+        if isinstance(error, FileExistsError) and os.path.isdir(path):
+            return _writable_dir_or_exit(program, name, path)
         exit_with_error(program, "--%s %s cannot be created: %s"
                         % (name, path, error.strerror or error))
     if not create:
@@ -198,6 +202,14 @@ def output_dir_or_exit(program, name, create=True):
         while made != existing:
             os.rmdir(made)
             made = os.path.dirname(made)
+    return path
+
+
+def _writable_dir_or_exit(program, name, path):
+    """An existing output directory is usable only if we may write in it."""
+    import os
+    if not os.access(path, os.W_OK | os.X_OK):
+        exit_with_error(program, "--%s %s is not writable" % (name, path))
     return path
 
 
