@@ -188,6 +188,30 @@ def test_eval_without_a_checkpoint_leaves_no_event_file(api, small_cifar10_dir,
     assert snapshot(tmp_path / "eval") is None
 
 
+BAD_COMMAND_LINES = [
+    (program, arguments, message) for program in BINARIES
+    for arguments, message in [
+        (["--max_step=10"], "Unknown command line flag 'max_step'"),
+        (["--api=v3"], "flag --api=v3: value should be one of <v1|v2>"),
+        (["stray"], "unexpected arguments: stray"),
+    ]] + [
+    ("compare_runs", ["--max_step=10"], "Unknown command line flag 'max_step'"),
+    ("compare_runs", ["stray"],
+     "expected two log directories, RUN_A RUN_B; got 1: stray"),
+]
+
+
+@pytest.mark.parametrize("program,arguments,message", BAD_COMMAND_LINES)
+def test_a_bad_command_line_is_one_line_and_exit_status_2(program, arguments,
+                                                          message):
+    """absl alone prints two lines and exits 1, the status of a failed run;
+    every tfmech binary says what is wrong in one line and exits 2."""
+    result = run_binary(program, *arguments)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"{program}: error: {message}")
+
+
 @pytest.mark.parametrize("program,flag", [
     ("fully_connected_feed", "train_dir"),
     ("mnist_with_summaries", "summaries_dir"),
@@ -224,7 +248,7 @@ def test_v2_speed_flags_with_api_v1_are_a_usage_error(program, flag, tmp_path):
     before anything runs."""
     result = run_binary(program, "--api=v1", f"--{flag}",
                         f"--train_dir={tmp_path / 'train'}")
-    assert result.returncode == 1 or result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
     assert f"--{flag} needs --api=v2" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "train").exists()

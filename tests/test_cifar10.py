@@ -383,7 +383,7 @@ def test_eval_errors_name_the_flag_or_directory(small_cifar10_dir, tmp_path):
     too_many = run_binary("cifar10_eval", data_dir, "--run_once",
                           "--num_examples=5000",
                           f"--checkpoint_dir={tmp_path}")
-    assert too_many.returncode == 1
+    assert too_many.returncode == 2
     assert ("cifar10_eval: error: --num_examples=5000 but --eval_data=test "
             "holds only 200 examples") in too_many.stderr
     empty = run_binary("cifar10_eval", data_dir, "--run_once",

@@ -130,7 +130,7 @@ def test_towers_refuse_a_batch_they_cannot_split(small_cifar10_dir, tmp_path):
 def test_batch_not_divisible_by_the_devices_is_a_one_line_error(tmp_path):
     result = run_binary(PROGRAM, "--num_gpus=3", "--batch_size=128",
                         f"--train_dir={tmp_path}", timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert last_line(result) == (
         f"{PROGRAM}: error: --batch_size=128 is the global batch and must be "
         f"divisible by the number of devices (3)")

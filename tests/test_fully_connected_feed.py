@@ -31,14 +31,16 @@ def run_binary(*args, env=None):
     ("--api=v3", "value should be one of <v1|v2>"),
     ("--data_source=web", "value should be one of <files|tfds>"),
     ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
-    ("surplus", "Unexpected arguments: surplus"),
+    ("surplus", "unexpected arguments: surplus"),
 ])
 def test_bad_flags_stop_with_a_usage_error_before_any_work(flag, message,
                                                            tmp_path):
     train_dir = tmp_path / "train"
     result = run_binary(f"--train_dir={train_dir}", "--fake_data", flag)
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("fully_connected_feed: error: ")
+    assert message in line
     assert not train_dir.exists()
 
 

@@ -94,7 +94,7 @@ def test_from_meta_graph_with_api_v2_is_a_usage_error(tmp_path):
         [sys.executable, "-m", "tfmech.cifar10_eval", "--api=v2",
          "--from_meta_graph", "--run_once", f"--eval_dir={tmp_path / 'eval'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert ("--from_meta_graph needs --api=v1 (a .meta file holds a TF1 "
             "graph)") in result.stderr
     assert not (tmp_path / "eval").exists()

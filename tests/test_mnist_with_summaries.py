@@ -181,7 +181,10 @@ def run_binary(*args):
 ])
 def test_bad_flags_are_usage_errors(flag, message, tmp_path):
     result = run_binary(flag, "--fake_data", f"--summaries_dir={tmp_path / 's'}")
-    assert result.returncode != 0 and message in result.stderr
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "mnist_with_summaries: error: ")
     assert not (tmp_path / "s").exists()
 
 

@@ -168,24 +168,27 @@ def test_flags_and_tf_config_together_are_refused():
 def test_the_binary_reports_a_bad_cluster_in_one_line(tmp_path):
     bad_json = run_binary(PROGRAM, f"--train_dir={tmp_path}", "--api=v2",
                           env={"TF_CONFIG": "{oops"}, timeout=120)
-    assert bad_json.returncode == 1
+    assert bad_json.returncode == 2
     assert last_line(bad_json).startswith(
         f"{PROGRAM}: error: TF_CONFIG is not valid JSON (")
     bad_list = run_binary(PROGRAM, f"--train_dir={tmp_path}",
                           "--worker_hosts=127.0.0.1:1,127.0.0.1", "--task_index=0",
                           timeout=120)
+    assert bad_list.returncode == 2
     assert last_line(bad_list) == (
         f"{PROGRAM}: error: --worker_hosts/--task_index worker[1]: "
         f"'127.0.0.1' is not host:port (port 1..65535)")
     v1 = run_binary(PROGRAM, f"--train_dir={tmp_path}", "--api=v1",
                     "--worker_hosts=127.0.0.1:1,127.0.0.1:2", "--task_index=0",
                     timeout=120)
+    assert v1.returncode == 2
     assert last_line(v1) == (
         f"{PROGRAM}: error: several machines (TF_CONFIG or --worker_hosts) "
         f"need --api=v2 (tf.distribute.MultiWorkerMirroredStrategy)")
     odd = run_binary(PROGRAM, f"--train_dir={tmp_path}", "--batch_size=33",
                      "--worker_hosts=127.0.0.1:1,127.0.0.1:2", "--task_index=0",
                      timeout=120)
+    assert odd.returncode == 2
     assert last_line(odd) == (
         f"{PROGRAM}: error: --batch_size=33 is the global batch and must be "
         f"divisible by the number of devices of all workers (2)")

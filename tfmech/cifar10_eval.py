@@ -65,14 +65,14 @@ def eval_files_or_exit(batches_dir, num_examples, eval_data):
     from tfmech.data import cifar10
     paths, available = cifar10.check_split(batches_dir, EVAL_SPLITS[eval_data])
     if num_examples > available:
-        tfmech_flags.exit_with_error(PROGRAM, (
+        tfmech_flags.usage_error(PROGRAM, (
             "--num_examples=%d but --eval_data=%s holds only %d examples (%s)"
             % (num_examples, eval_data, available, batches_dir)))
     return paths
 
 
 def main(argv):
-    tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.reject_positional_arguments(PROGRAM, argv)
     tfmech_flags.warn_about_absl_log_dir(PROGRAM, "eval_dir")
     eval_params = eval_params_from_flags()
     batches_dir = tfmech_flags.read_cifar10_or_exit(PROGRAM)
@@ -95,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=tfmech_flags.flags_parser(PROGRAM))

@@ -61,9 +61,9 @@ def cluster_or_exit():
         cluster = distribute.cluster_from(os.environ, FLAGS.worker_hosts,
                                           FLAGS.task_index)
     except distribute.ClusterError as error:
-        tfmech_flags.exit_with_error(PROGRAM, error)
+        tfmech_flags.usage_error(PROGRAM, error)
     if cluster is not None and FLAGS.api != "v2":
-        tfmech_flags.exit_with_error(
+        tfmech_flags.usage_error(
             PROGRAM, "several machines (TF_CONFIG or --worker_hosts) need "
             "--api=v2 (tf.distribute.MultiWorkerMirroredStrategy)")
     return cluster
@@ -77,7 +77,7 @@ def check_batch_or_exit(batch_size, num_gpus, cluster):
             batch_size, num_gpus * workers,
             "devices" if cluster is None else "devices of all workers")
     except distribute.ClusterError as error:
-        tfmech_flags.exit_with_error(PROGRAM, error)
+        tfmech_flags.usage_error(PROGRAM, error)
 
 
 def train(hparams, batches_dir, cluster):
@@ -106,7 +106,7 @@ def train(hparams, batches_dir, cluster):
 
 
 def main(argv):
-    tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.reject_positional_arguments(PROGRAM, argv)
     tfmech_flags.warn_about_absl_log_dir(PROGRAM, "train_dir")
     hparams = cifar10_train.hparams_from_flags()
     cluster = cluster_or_exit()
@@ -148,4 +148,4 @@ def exit_from_cluster(message):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=tfmech_flags.flags_parser(PROGRAM))

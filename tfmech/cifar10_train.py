@@ -61,7 +61,7 @@ def hparams_from_flags():
 
 
 def main(argv):
-    tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.reject_positional_arguments(PROGRAM, argv)
     tfmech_flags.warn_about_absl_log_dir(PROGRAM, "train_dir")
     hparams = hparams_from_flags()
     batches_dir = tfmech_flags.read_cifar10_or_exit(PROGRAM)
@@ -82,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=tfmech_flags.flags_parser(PROGRAM))

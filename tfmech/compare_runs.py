@@ -39,8 +39,7 @@ from absl import app
 from absl import flags
 
 from tfmech import flags as tfmech_flags
-from tfmech.run_comparison import (DEFAULT_IGNORE_TAGS, EXIT_USAGE,
-                                   UsageError, run)
+from tfmech.run_comparison import DEFAULT_IGNORE_TAGS, UsageError, run
 
 PROGRAM = "compare_runs"
 FLAGS = flags.FLAGS
@@ -69,18 +68,8 @@ flags.DEFINE_string("plot", None, "Write a PNG of every scalar of both runs "
 
 
 def usage_error(message):
-    """One line on stderr, exit status 2."""
-    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
-
-
-def parse_flags(argv):
-    """absl's parsing, but a bad flag exits 2 (absl's own exit is 1, which
-    here means "the runs differ")."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        usage_error(error)
+    """One line on stderr, exit status 2 (1 means "the runs differ")."""
+    tfmech_flags.usage_error(PROGRAM, message)
 
 
 def main(argv):
@@ -103,4 +92,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=tfmech_flags.flags_parser(PROGRAM))

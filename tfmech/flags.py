@@ -223,10 +223,34 @@ def warn_about_absl_log_dir(program, output_flag):
               file=sys.stderr)
 
 
-def reject_positional_arguments(argv):
+# A bad command line (an unknown flag, a flag's value, a stray word) exits
+# with this status, as argparse programs do; 1 is a run that failed.
+EXIT_USAGE = 2
+
+
+def usage_error(program, message):
+    """Ends the program on a bad command line: one line, exit status 2."""
+    print("%s: error: %s" % (program, message), file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def flags_parser(program):
+    """``app.run(main, flags_parser=...)`` for a tfmech binary: absl's
+    parsing, validators included, but what it rejects is one
+    ``<program>: error:`` line and exit status 2, not absl's two lines and
+    status 1 (which the binaries keep for failed runs)."""
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            usage_error(program, error)
+    return parse
+
+
+def reject_positional_arguments(program, argv):
     """Binaries take flags only; a stray word is a usage error."""
     if len(argv) > 1:
-        raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+        usage_error(program, "unexpected arguments: %s" % " ".join(argv[1:]))
 
 
 def exit_with_error(program, error):

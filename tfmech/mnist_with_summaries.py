@@ -57,7 +57,7 @@ def earlier_event_files(summaries_dir):
 
 
 def main(argv):
-    tfmech_flags.reject_positional_arguments(argv)
+    tfmech_flags.reject_positional_arguments(PROGRAM, argv)
     tfmech_flags.warn_about_absl_log_dir(PROGRAM, "summaries_dir")
     earlier = earlier_event_files(FLAGS.summaries_dir)
     if earlier:
@@ -75,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=tfmech_flags.flags_parser(PROGRAM))

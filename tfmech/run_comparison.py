@@ -16,7 +16,7 @@ import numpy as np
 from tfmech import console
 from tfmech import event_files
 
-EXIT_MATCH, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
+EXIT_MATCH, EXIT_DIFFERENT = 0, 1  # usage errors: tfmech.flags.EXIT_USAGE
 KINDS = ("scalars", "histograms", "images")
 DEFAULT_IGNORE_TAGS = r"(^|/)global_step/sec$"
 
