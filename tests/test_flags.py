@@ -38,8 +38,7 @@ def test_a_file_where_the_directory_should_be_is_one_line(tmp_path):
         with pytest.raises(SystemExit) as exit_info:
             tfmech_flags.output_dir_or_exit("prog", "test_output_dir")
     assert str(exit_info.value) == (
-        f"prog: error: --test_output_dir {target} cannot be created: "
-        "File exists")
+        f"prog: error: --test_output_dir {target} is a file, not a directory")
     assert target.read_text() == "a user's notes"
 
 
@@ -53,3 +52,32 @@ def test_a_missing_directory_is_made_and_with_create_false_removed(tmp_path):
         tfmech_flags.output_dir_or_exit("prog", "test_output_dir",
                                         create=False)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_download_names_data_dir_and_removes_what_it_created(
+        tmp_path):
+    """A mistyped --data_dir that sends the binary downloading: one line
+    naming the flag, the directory and the download's error; the
+    directories made for the download are gone again, and a file the
+    download already verified stays."""
+    from tfmech.data.download import DownloadError
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for data_dir, leave_a_file in ((tmp_path / "typo" / "mnist", False),
+                                   (kept / "mnist", True)):
+        with pytest.raises(SystemExit) as exit_info:
+            with tfmech_flags.downloads_into_data_dir("prog", "MNIST",
+                                                      str(data_dir)):
+                data_dir.mkdir(parents=True)
+                if leave_a_file:
+                    (data_dir / "train-images-idx3-ubyte.gz").write_bytes(
+                        b"verified")
+                raise DownloadError("http://127.0.0.1:9/t10k-labels",
+                                    "could not connect: refused")
+        assert str(exit_info.value) == (
+            f"prog: error: --data_dir {data_dir} lacks MNIST and downloading "
+            f"it failed: http://127.0.0.1:9/t10k-labels: could not connect: "
+            f"refused")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert (kept / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == (
+        b"verified")

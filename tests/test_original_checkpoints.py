@@ -272,10 +272,12 @@ def test_a_checkpoint_of_either_api_starts_the_other(resumed_mechanics101,
 @pytest.mark.parametrize("hidden1,hidden2,message", [
     (64, 32, "was written with --hidden1=128, this run has --hidden1=64 "
              "(hidden1/weights has shape [784, 128] there, [784, 64] here); "
-             "pass --hidden1=128 to go on with it, or use another directory"),
+             "pass --hidden1=128 to go on with it, or pass another "
+             "--init_checkpoint"),
     (128, 16, "was written with --hidden2=32, this run has --hidden2=16 "
               "(hidden2/weights has shape [128, 32] there, [128, 16] here); "
-              "pass --hidden2=32 to go on with it, or use another directory"),
+              "pass --hidden2=32 to go on with it, or pass another "
+              "--init_checkpoint"),
 ])
 def test_a_mis_shaped_variable_is_an_error_naming_both_shapes_and_the_flag(
         original_mechanics101, tmp_path, hidden1, hidden2, message):
@@ -390,8 +392,8 @@ def test_fully_connected_feed_init_checkpoint_flag(original_mechanics101,
         f"fully_connected_feed: error: --init_checkpoint "
         f"{original_mechanics101} was written with --hidden1=128, this run "
         f"has --hidden1=64 (hidden1/weights has shape [784, 128] there, "
-        f"[784, 64] here); pass --hidden1=128 to go on with it, or use "
-        f"another directory")
+        f"[784, 64] here); pass --hidden1=128 to go on with it, or pass "
+        f"another --init_checkpoint")
     assert not (tmp_path / "other").exists()
 
 

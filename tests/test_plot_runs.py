@@ -196,3 +196,19 @@ def test_command_line_is_quiet_and_writes_the_png(logdir, tmp_path):
         "cross_entropy: v1/test, v2/test", f"Wrote {out}"]
     assert result.stderr == ""
     assert read_png(out).shape == (400, 500, 3)
+
+
+def test_runs_behind_symbolic_links_are_found_and_a_link_cycle_ends(
+        logdir, tmp_path):
+    """A logdir of links to runs kept elsewhere, as TensorBoard shows it;
+    a link back up the tree is not followed twice."""
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "first").symlink_to(logdir / "v1", target_is_directory=True)
+    (links / "second").symlink_to(logdir / "v2", target_is_directory=True)
+    (links / "loop").symlink_to(links, target_is_directory=True)
+    runs = plot_runs.find_runs([str(links)], None)
+    assert sorted(runs) == ["first/test", "second/test"]
+    scalars, _ = plot_runs.read_scalars(runs, normalize_tf1_tags=False)
+    assert [step for step, _ in scalars["second/test"]["accuracy"]] == list(
+        STEPS)

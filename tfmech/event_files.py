@@ -73,9 +73,16 @@ def event_files(run_dir):
 def find_runs(logdir):
     """{run name: directory} of every run under ``logdir``, as TensorBoard
     names them: the path relative to ``logdir``, ``.`` for ``logdir``
-    itself."""
-    runs = {}
-    for directory, _, files in os.walk(logdir):
+    itself. Symbolic links to run directories are followed, as TensorBoard
+    follows them (a logdir of links to runs kept elsewhere); a directory
+    reached twice is read once, so a link cycle ends."""
+    runs, seen = {}, set()
+    for directory, subdirectories, files in os.walk(logdir, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories[:] = []
+            continue
+        seen.add(real)
         if any(is_event_file(name) for name in files):
             name = os.path.relpath(directory, logdir).replace(os.sep, "/")
             runs[name] = directory

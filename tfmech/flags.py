@@ -138,14 +138,42 @@ def read_cifar10_or_exit(program):
     """The checked ``cifar-10-batches-bin`` directory the input flags name;
     a bad file or a failed download ends the program with one line."""
     from tfmech.data import cifar10
-    from tfmech.data.download import DownloadError
     if flags.FLAGS.data_source == "tfds":
         start_tensorflow()
     try:
-        return cifar10.prepare(flags.FLAGS.data_dir,
-                               source=flags.FLAGS.data_source)
-    except (cifar10.CifarFormatError, DownloadError) as error:
+        with downloads_into_data_dir(program, "CIFAR-10",
+                                     flags.FLAGS.data_dir):
+            return cifar10.prepare(flags.FLAGS.data_dir,
+                                   source=flags.FLAGS.data_source)
+    except cifar10.CifarFormatError as error:
         exit_with_error(program, error)
+
+
+@contextlib.contextmanager
+def downloads_into_data_dir(program, data_set, data_dir):
+    """Reading ``--data_dir``, which may download what it lacks: a failed
+    download ends the program with one line naming the flag, the directory
+    and the download's own error (the URL and why), and the directories the
+    attempt created, still empty, are removed again (a refused run leaves
+    the file system as it was; files already downloaded and verified stay).
+    """
+    import os
+    from tfmech.data.download import DownloadError
+    created = []
+    path = os.path.abspath(data_dir)
+    while not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except DownloadError as error:
+        for path in created:  # the deepest first
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        exit_with_error(program, "--data_dir %s lacks %s and downloading it "
+                        "failed: %s" % (data_dir, data_set, error))
 
 
 def define_positive_integer(name, default, help_text):
@@ -187,6 +215,9 @@ def output_dir_or_exit(program, name, create=True):
     path = flags.FLAGS[name].value
     if os.path.isdir(path):
         return _writable_dir_or_exit(program, name, path)
+    if os.path.lexists(path):
+        exit_with_error(program, "--%s %s is a file, not a directory"
+                        % (name, path))
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -314,14 +345,14 @@ def read_mnist_or_exit(program):
     Runs before TensorFlow is imported, so bad data is reported at once.
     """
     from tfmech.data import mnist
-    from tfmech.data.download import DownloadError
     if flags.FLAGS.data_source == "tfds" and not flags.FLAGS.fake_data:
         start_tensorflow()
     try:
-        return mnist.read_data_sets(
-            flags.FLAGS.data_dir, fake_data=flags.FLAGS.fake_data,
-            seed=flags.FLAGS.seed, source=flags.FLAGS.data_source)
-    except (mnist.MnistFormatError, DownloadError) as error:
+        with downloads_into_data_dir(program, "MNIST", flags.FLAGS.data_dir):
+            return mnist.read_data_sets(
+                flags.FLAGS.data_dir, fake_data=flags.FLAGS.fake_data,
+                seed=flags.FLAGS.seed, source=flags.FLAGS.data_source)
+    except mnist.MnistFormatError as error:
         exit_with_error(program, error)
 
 

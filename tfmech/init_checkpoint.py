@@ -110,7 +110,8 @@ def import_checkpoint(source, train_dir, api, layout):
             raise CheckpointMismatchError(
                 f"{what}: has no variable {entry.name!r}, which this model "
                 f"needs; is it a checkpoint of this model?")
-        _check_shape(what, contents, key, entry, confirmed)
+        _check_shape(what, contents, key, entry, confirmed,
+                     otherwise="pass another --init_checkpoint")
         values[entry.name] = contents.reader.get_tensor(key).astype(entry.dtype)
     step = int(values[checkpoints.global_step_entry().name])
     progress.say(f"Initializing {train_dir} from {source} at step {step}")
@@ -131,7 +132,8 @@ def _check_resumable(train_dir, latest, layout):
     for entry in layout:
         key = contents.key(entry.name)
         if key is not None:
-            _check_shape(what, contents, key, entry, confirmed)
+            _check_shape(what, contents, key, entry, confirmed,
+                         otherwise="use another directory")
             found = contents.dtypes[key].name
         if key is None or found != entry.dtype:
             problem = (f"has no variable {entry.name!r}" if key is None else
@@ -157,13 +159,14 @@ class _Contents:
         return None
 
 
-def _check_shape(what, contents, key, entry, confirmed):
+def _check_shape(what, contents, key, entry, confirmed, otherwise):
     """Raises unless ``entry``'s variable has this run's shape.
 
     ``confirmed`` gathers the flags of the entries that matched so far (the
     layout lists ``hidden1/weights`` before ``hidden2/weights``), so when one
     dimension differs and a single flag it follows is not yet confirmed,
-    the error names that flag with the checkpoint's value and this run's.
+    the error names that flag with the checkpoint's value and this run's,
+    and says what else the user can do (``otherwise``).
     """
     shape = tuple(contents.shapes[key])
     if shape == tuple(entry.shape):
@@ -179,7 +182,7 @@ def _check_shape(what, contents, key, entry, confirmed):
             f"{what} was written with --{flag}={shape[dim]}, this run has "
             f"--{flag}={entry.shape[dim]} ({entry.name} has shape "
             f"{list(shape)} there, {list(entry.shape)} here); pass "
-            f"--{flag}={shape[dim]} to go on with it, or use another directory")
+            f"--{flag}={shape[dim]} to go on with it, or {otherwise}")
     flags = " and ".join(f"--{flag}" for flag in entry.set_by)
     hint = f"set by {flags}" if flags else "no flag changes it"
     raise CheckpointMismatchError(
