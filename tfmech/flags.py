@@ -265,16 +265,28 @@ def usage_error(program, message):
     sys.exit(EXIT_USAGE)
 
 
+# What absl answers with its usage text (and then exit status 1).
+_HELP_ARGUMENTS = ("-?", "--help", "--helpshort", "--helpfull",
+                   "--helpxml")
+
+
 def flags_parser(program):
     """``app.run(main, flags_parser=...)`` for a tfmech binary: absl's
     parsing, validators included, but what it rejects is one
     ``<program>: error:`` line and exit status 2, not absl's two lines and
-    status 1 (which the binaries keep for failed runs)."""
+    status 1 (which the binaries keep for failed runs); and a request for
+    help that absl answered ends with status 0, as it asked for nothing
+    wrong."""
     def parse(argv):
         try:
             return flags.FLAGS(argv)
         except flags.Error as error:
             usage_error(program, error)
+        except SystemExit as stop:
+            if stop.code == 1 and any(argument.split("=")[0] in _HELP_ARGUMENTS
+                                      for argument in argv[1:]):
+                sys.exit(0)
+            raise
     return parse
 
 
