@@ -377,9 +377,17 @@ def test_tf1_run_matches_its_tf2_port_with_normalize_tf1_tags(tf1_runs):
     # The three images of each step are compared as one card, and the TF1
     # histograms (exponential buckets) by count, min and max.
     assert row(lines, ".", "input_reshape/input")[5] == "pixels 0"
-    assert row(lines, ".", "conv1/activations")[5:] == [
-        "count 0, min 0, max 0", "-",
-        "bucket layouts differ (TF1 vs TF2): count, min, max compared"]
+    # The TF1 ops and their TF2 port are two graphs: their activations may
+    # differ in the last bits from one CPU to another (5.96e-08 seen on an
+    # AVX-512 EPYC), so min and max are compared within 1e-6, counts exactly.
+    activations = row(lines, ".", "conv1/activations")
+    assert activations[6:] == [
+        "-", "bucket layouts differ (TF1 vs TF2): count, min, max compared"]
+    differences = dict(part.split(" ") for part in activations[5].split(", "))
+    assert set(differences) == {"count", "min", "max"}
+    assert float(differences["count"]) == 0
+    assert float(differences["min"]) <= 1e-6
+    assert float(differences["max"]) <= 1e-6
 
 
 def test_tf1_run_without_normalize_lists_the_tags(tf1_runs):
