@@ -41,7 +41,9 @@ def small_mnist_dir(tmp_path_factory):
 def apis(default):
     """Both APIs; the one not ``default`` runs only under ``-m slow`` (each
     case starts TensorFlow in new processes; the default suite keeps one
-    API per fault, the slow one covers both)."""
+    API per fault, the slow one covers both). ``default=None``: both only
+    under ``-m slow``, for the longest cases (10 s and more each), which
+    keep the default suite within its budget; CI runs them."""
     return [api if api == default else pytest.param(api, marks=pytest.mark.slow)
             for api in APIS]
 
@@ -129,7 +131,7 @@ def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
     assert resumed_step(rerun) == step
 
 
-@pytest.mark.parametrize("api", apis(default="v1"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_ctrl_c_stops_cifar10_train_with_a_checkpoint(api, small_cifar10_dir,
                                                       tmp_path):
     train_dir = tmp_path / "train"
@@ -219,7 +221,7 @@ def test_a_nan_loss_stops_naming_the_step_and_saves_nothing(
         assert np.all(np.isfinite(value)), key
 
 
-@pytest.mark.parametrize("api", apis(default="v1"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
     """Weights scaled by 1e30 (a checkpoint written for it) overflow the
     logits at the first step after it."""
@@ -328,7 +330,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
         assert len(warning) == 1, result.output()
 
 
-@pytest.mark.parametrize("api", apis(default="v1"))
+@pytest.mark.parametrize("api", apis(default=None))
 @pytest.mark.parametrize("state", [
     "garbage {{{\n",
     pytest.param('model_checkpoint_path: "{prefix}-7000"\n',
@@ -398,6 +400,7 @@ def test_resuming_with_another_hidden1_names_the_flag_and_both_values(
 
 # --- 6. Two trainers, one train_dir -------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_and_a_dead_ones_lock_is_taken(
         small_mnist_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -514,7 +517,7 @@ def kill_and_rerun(program, args, rng, after_line, max_delay, kills):
     return resumed
 
 
-@pytest.mark.parametrize("api", apis(default="v2"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
         api, uninterrupted_mechanics, small_mnist_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -531,7 +534,7 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(
 
 # --- 10. Eval -------------------------------------------------------------------
 
-@pytest.mark.parametrize("api", apis(default="v2"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_eval_of_a_checkpoint_whose_data_vanished_names_it(
         api, small_cifar10_dir, tmp_path):
     train_dir = tmp_path / "train"
@@ -584,7 +587,7 @@ def complete_records(path):
     return count
 
 
-@pytest.mark.parametrize("api", apis(default="v2"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
         api, small_mnist_dir, tmp_path):
     from tensorboard.backend.event_processing import event_file_loader
