@@ -1,0 +1,102 @@
+"""Every code snippet a tutorial page quotes still appears in its source.
+
+Convention (stated in CONTRIBUTING.md): a ```` ```python ```` block in
+``tutorials/*.md`` that quotes tfmech's code starts with a comment naming
+the file, ``# tfmech/mechanics101/train_v2.py``. A line that is only
+``...`` or ``# ...`` marks omitted lines. Each run of lines between
+omissions must appear in the named file as consecutive lines, in the order
+the snippet gives them (indentation aside: a quoted method is shown
+dedented). A block without such a header is an example for the reader
+(e.g. a user's own code) and is not checked, but at least one block per
+page must be a checked quote.
+"""
+
+import pathlib
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+PAGES = sorted((REPO / "tutorials").glob("*.md"))
+HEADER = re.compile(r"#\s*((?:tfmech|scripts|benchmarks)/[\w/]+\.py)\s*$")
+ELISION = {"...", "# ..."}
+
+
+def python_blocks(text):
+    """The ```python blocks of a page: [(first line number, [lines])]."""
+    blocks, current, start = [], None, 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if current is None and line.strip() == "```python":
+            current, start = [], number + 1
+        elif current is not None and line.strip() == "```":
+            blocks.append((start, current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def quoted_runs(lines):
+    """The snippet's runs of consecutive lines, split at elisions, each line
+    without its leading whitespace; blank lines are dropped."""
+    runs, run = [], []
+    for line in lines:
+        if line.strip() in ELISION:
+            if run:
+                runs.append(run)
+            run = []
+        elif line.strip():
+            run.append(line.strip())
+    if run:
+        runs.append(run)
+    return runs
+
+
+def find_in_order(runs, source_lines):
+    """The first run of ``runs`` not found (after the previous one) in
+    ``source_lines``, or None when all are there in order."""
+    stripped = [line.strip() for line in source_lines if line.strip()]
+    position = 0
+    for run in runs:
+        for start in range(position, len(stripped) - len(run) + 1):
+            if stripped[start:start + len(run)] == run:
+                position = start + len(run)
+                break
+        else:
+            return run
+    return None
+
+
+def checked_quotes(page):
+    """(line number, source path, runs) of each headed block of ``page``."""
+    quotes = []
+    for start, lines in python_blocks(page.read_text(encoding="utf-8")):
+        match = HEADER.match(lines[0].strip()) if lines else None
+        if match:
+            quotes.append((start, match.group(1), quoted_runs(lines[1:])))
+    return quotes
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.stem)
+def test_every_quoted_snippet_is_in_the_file_it_names(page):
+    quotes = checked_quotes(page)
+    assert quotes, f"{page.name} quotes no code with a '# tfmech/...py' header"
+    for line_number, source, runs in quotes:
+        path = REPO / source
+        assert path.is_file(), f"{page.name}:{line_number} names {source}, which does not exist"
+        missing = find_in_order(runs, path.read_text(encoding="utf-8").splitlines())
+        assert missing is None, (
+            f"{page.name}:{line_number}: these quoted lines are not in {source} "
+            f"(in this order):\n" + "\n".join(missing))
+
+
+def test_the_check_finds_a_changed_line(tmp_path):
+    """The checker itself: a reworded line, or lines out of order, fail."""
+    source = ["def step(x):", "    y = f(x)", "    return g(y)", "", "z = 1"]
+    assert find_in_order(quoted_runs(["def step(x):", "    y = f(x)"]), source) is None
+    assert find_in_order(quoted_runs(["y = f(x)", "...", "z = 1"]), source) is None
+    assert find_in_order(quoted_runs(["y = f(x)", "return h(y)"]), source) == [
+        "y = f(x)", "return h(y)"]
+    assert find_in_order(quoted_runs(["z = 1", "...", "y = f(x)"]), source) == [
+        "y = f(x)"]
