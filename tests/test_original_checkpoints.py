@@ -507,8 +507,7 @@ def test_the_notes_say_where_it_started_and_what_starts_fresh(
     init_checkpoint.prepare_train_dir(str(tmp_path), "v2",
                                       cifar10_model.checkpoint_layout(),
                                       original_cifar10)
-    fresh = FRESH_LOSS_AVERAGES + [
-        f"{name}/raw" for name in cifar10_model.LOSS_NAMES + ("total_loss",)]
+    fresh = FRESH_LOSS_AVERAGES
     assert capsys.readouterr().out.splitlines() == [
         f"Initializing {tmp_path} from {original_cifar10} at step 999",
         f"note: model.ckpt-999 has no {', '.join(fresh)}; they start at 0"]

@@ -88,14 +88,12 @@ def moving_average_names(specs):
 def checkpoint_layout():
     """What a CIFAR-10 checkpoint holds: the weights, their moving averages
     and ``global_step`` (required: evaluation and resuming need them), and
-    the loss averages with tfmech's raw values (optional: the original had
-    averages of only the losses it computed, and no raw values)."""
+    the loss averages (optional: the original had averages of only the
+    losses it computed)."""
     specs = variable_specs()
     losses = LOSS_NAMES + (TOTAL_LOSS,)
-    optional = [checkpoints.Entry(name_of(loss), (), optional=True)
-                for name_of in (checkpoints.loss_average_name,
-                                checkpoints.raw_loss_name)
-                for loss in losses]
+    optional = [checkpoints.Entry(checkpoints.loss_average_name(loss), (),
+                                  optional=True) for loss in losses]
     return (checkpoints.entries_of(specs)
             + checkpoints.entries_of(specs, checkpoints.moving_average_name)
             + optional + [checkpoints.global_step_entry()])
@@ -111,7 +109,7 @@ def _conv_relu(inputs, params, layer):
     # by 1e-9 a step, enough to diverge at learning rate 0.1. A broadcasting
     # add differentiates to a plain Sum in both APIs (and measured 8% faster
     # here), so v1 and v2 stay bit-identical.
-    return tf.nn.relu(conv + params[f"{layer}/biases"])
+    return tf.nn.relu(conv + params[f"{layer}/biases"], name=layer)
 
 
 def _max_pool(inputs, name):
@@ -215,25 +213,27 @@ def inference(images, params, compute_dtype=tf.float32, banded_lrn=False):
     for layer in ("local3", "local4"):
         with tf.name_scope(layer):
             hidden = tf.nn.relu(tf.matmul(hidden, params[f"{layer}/weights"])
-                                + params[f"{layer}/biases"])
+                                + params[f"{layer}/biases"], name=layer)
         activations[activations_name(layer)] = hidden
     with tf.name_scope("softmax_linear"):
         # No softmax here: the loss applies it, more stably.
         logits = tf.add(tf.matmul(hidden, params["softmax_linear/weights"]),
-                        params["softmax_linear/biases"])
+                        params["softmax_linear/biases"], name="softmax_linear")
     activations[activations_name("softmax_linear")] = logits
     return tf.cast(logits, tf.float32), activations
 
 
 def weight_losses(params):
-    """{"<layer>/weight_loss": decay * l2_loss(weights)} for every layer."""
-    terms = {}
-    for layer in LAYERS:
-        with tf.name_scope(layer):
-            terms[weight_loss_name(layer)] = tf.multiply(
-                tf.nn.l2_loss(params[f"{layer}/weights"]), WEIGHT_DECAY[layer],
-                name="weight_loss")
-    return terms
+    """{"<layer>/weight_loss": decay * l2_loss(weights)} for every layer.
+
+    Each op is named ``<layer>/weight_loss`` outright (the original built it
+    inside the layer's variable scope): a second ``name_scope(layer)`` in a
+    v1 graph would be renamed ``conv1_1``, and the loss averages and their
+    summaries take their names from these ops.
+    """
+    return {weight_loss_name(layer): tf.multiply(
+        tf.nn.l2_loss(params[f"{layer}/weights"]), WEIGHT_DECAY[layer],
+        name=weight_loss_name(layer)) for layer in LAYERS}
 
 
 def cross_entropy(logits, labels):

@@ -59,7 +59,7 @@ class Model:
     def canonical_variables(self):
         """Everything a checkpoint holds, by canonical name."""
         return {**self.params, **self.averages,
-                **self.loss_averages.checkpoint_variables(),
+                **self.loss_averages.averages,
                 variables.GLOBAL_STEP: self.global_step}
 
     def train_step(self, images, labels):
