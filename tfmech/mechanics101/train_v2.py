@@ -40,11 +40,12 @@ class Model:
     def __init__(self, hparams):
         self.params = variables.create_variables(
             model.variable_specs(hparams.hidden1, hparams.hidden2), hparams.seed)
-        self.global_step = variables.create_global_step()
         self.learning_rate = hparams.learning_rate
         self.optimizer = model.optimizer(hparams.learning_rate)
         # Build the optimizer's own state now, outside any tf.function.
         self.optimizer.build(list(self.params.values()))
+        # One step counter: the optimizer's, saved as ``global_step``.
+        self.global_step = self.optimizer.iterations
         self.checkpoint = checkpoints.v2_checkpoint(self.canonical_variables(),
                                                     self.optimizer)
         images = tf.TensorSpec([None, model.IMAGE_PIXELS], tf.float32)
