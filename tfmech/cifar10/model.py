@@ -24,10 +24,12 @@ NUM_CHANNELS = 3
 NUM_CLASSES = 10
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = 50000
 
+# The training constants both drivers use (each with its own style's
+# schedule, optimizer and moving averages: train_v1.py, train_v2.py).
 MOVING_AVERAGE_DECAY = 0.9999     # of the weights, for evaluation
 LOSS_AVERAGE_DECAY = 0.9          # of the loss terms, for the summaries
-NUM_EPOCHS_PER_DECAY = 350.0
-LEARNING_RATE_DECAY_FACTOR = 0.1
+NUM_EPOCHS_PER_DECAY = 350.0      # epochs after which the learning rate decays
+LEARNING_RATE_DECAY_FACTOR = 0.1  # learning rate decay factor
 INITIAL_LEARNING_RATE = 0.1
 
 LAYERS = ("conv1", "conv2", "local3", "local4", "softmax_linear")
@@ -271,52 +273,6 @@ BATCH_MEAN_LOGS = ("losses", "total_loss")
 def decay_steps(batch_size):
     """Steps between learning-rate decays: 350 epochs of 50000 examples."""
     return int(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN / batch_size * NUM_EPOCHS_PER_DECAY)
-
-
-def learning_rate(global_step, batch_size):
-    """0.1, divided by 10 every ``decay_steps`` (staircase), at ``global_step``.
-
-    The same float32 ops as ``tf.compat.v1.train.exponential_decay(...,
-    staircase=True)``, which the original used.
-    """
-    with tf.name_scope("learning_rate"):
-        step = tf.cast(global_step, tf.float32)
-        exponent = tf.floor(step / float(decay_steps(batch_size)))
-        return INITIAL_LEARNING_RATE * tf.pow(LEARNING_RATE_DECAY_FACTOR, exponent)
-
-
-def optimizer(learning_rate_value):
-    """Plain gradient descent, the original's (v1 ``minimize``/``apply``; the
-    v2 step calls ``apply_gradients`` on the same object type, eagerly)."""
-    return tf.compat.v1.train.GradientDescentOptimizer(learning_rate_value)
-
-
-def update_moving_averages(params, averages, num_updates):
-    """One step of the weights' exponential moving average, as TF1 did it.
-
-    ``tf.compat.v1.train.ExponentialMovingAverage(0.9999, num_updates)``:
-    the decay is min(0.9999, (1 + n) / (10 + n)), so early averages follow
-    the weights closely, and each shadow moves ``(shadow - weight) * (1 -
-    decay)`` towards its weight.
-
-    Args:
-      params: canonical name -> variable.
-      averages: ``moving_average_name(name)`` -> shadow variable.
-      num_updates: the global step AFTER this step's update (TF1 read it
-        under a control dependency on the step that incremented it).
-
-    Returns:
-      An op that updates every shadow variable.
-    """
-    with tf.name_scope("moving_averages"):
-        n = tf.cast(num_updates, tf.float32)
-        decay = tf.minimum(MOVING_AVERAGE_DECAY, (1.0 + n) / (10.0 + n))
-        one_minus_decay = 1.0 - decay
-        updates = []
-        for name, var in params.items():
-            shadow = averages[checkpoints.moving_average_name(name)]
-            updates.append(shadow.assign_sub((shadow - var) * one_minus_decay))
-        return tf.group(*updates)
 
 
 def count_parameters(specs):
