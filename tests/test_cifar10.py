@@ -292,7 +292,9 @@ def test_each_api_evaluates_each_apis_checkpoint_alike(small_runs,
                     if kind != "graphs"} == expected_eval_tags(evaluator)
             precision = events.scalars(eval_dir)["Precision @ 1"]
             assert precision == [(100, pytest.approx(result.true_count / 150))]
-    assert len(set(results.values())) == 1, results
+    # The checkpoints agree to 1e-4 and the two evaluators are different
+    # graphs: an example on the decision boundary may go either way.
+    assert max(results.values()) - min(results.values()) <= 1, results
     assert results["v2", "v2"] / 150 > 0.5
 
 
@@ -465,33 +467,40 @@ def test_v2_refuses_a_v1_train_dir(small_runs, small_cifar10_dir):
 
 # The real data (CI provides it).
 
-@pytest.mark.real_data
-@pytest.mark.slow
-def test_real_data_v1_and_v2_agree_for_100_steps_at_batch_128(real_cifar10_dir,
-                                                             tmp_path):
-    hparams = HParams(max_steps=100, log_frequency=1, save_checkpoint_secs=None,
-                      save_checkpoint_steps=100)
-    records = {api: driver.run_training(hparams, real_cifar10_dir,
-                                        str(tmp_path / api))
-               for api, driver in TRAINERS.items()}
-    for step in range(100):
-        assert records["v1"].losses[step] == pytest.approx(
-            records["v2"].losses[step], abs=1e-4), step
+REAL_STEPS = 300
+REAL_LOSS_TOLERANCE = 1e-4
+REAL_PRECISION_FLOOR = 0.40
+REAL_PRECISION_SPREAD = 0.02
 
 
 @pytest.mark.real_data
 @pytest.mark.slow
-def test_real_data_300_steps_reach_precision_040_in_both_apis(real_cifar10_dir,
-                                                              tmp_path):
+def test_real_data_300_steps_agree_and_reach_precision_040_in_both_apis(
+        real_cifar10_dir, tmp_path):
+    """The issue's acceptance run, one per API at the original's flags
+    (batch 128, a line every 10 steps): the logged losses within 1e-4 of
+    each other, and precision @ 1 on 1000 test examples at least 0.40 in
+    both and within 0.02 of each other."""
     from tfmech.data import cifar10
-    hparams = HParams(max_steps=300, save_checkpoint_secs=None,
-                      save_checkpoint_steps=300)
+    hparams = HParams(max_steps=REAL_STEPS, save_checkpoint_secs=None,
+                      save_checkpoint_steps=REAL_STEPS)
     paths, _ = cifar10.check_split(real_cifar10_dir, "test")
+    records, precisions = {}, {}
     for api, driver in TRAINERS.items():
-        driver.run_training(hparams, real_cifar10_dir, str(tmp_path / api))
+        records[api] = driver.run_training(hparams, real_cifar10_dir,
+                                           str(tmp_path / api))
         [result] = EVALUATORS[api].run_evaluation(
             EvalParams(num_examples=1000), paths, str(tmp_path / api),
             str(tmp_path / f"eval_{api}"), run_once=True, interval_secs=1,
             max_wait_secs=0)
-        assert result.step == 300 and result.num_examples == 1000
-        assert result.precision >= 0.40, (api, result)
+        assert (result.step, result.num_examples) == (REAL_STEPS, 1000)
+        precisions[api] = result.precision
+    v1, v2 = records["v1"].losses, records["v2"].losses
+    assert sorted(v1) == sorted(v2) == list(range(0, REAL_STEPS, 10))
+    differences = {step: abs(v1[step] - v2[step]) for step in v1}
+    print("largest |v1 - v2| loss:", max(differences.values()),
+          "precisions:", precisions)
+    assert all(difference <= REAL_LOSS_TOLERANCE
+               for difference in differences.values()), differences
+    assert min(precisions.values()) >= REAL_PRECISION_FLOOR, precisions
+    assert abs(precisions["v1"] - precisions["v2"]) <= REAL_PRECISION_SPREAD

@@ -453,7 +453,9 @@ def test_cifar10_eval_evaluates_the_original_with_its_averages(
     # its raw weights are barely trained.
     assert counts["v1", "original"][:2] == (999, 150)
     true_count = counts["v1", "tfmech"][2]
-    assert {count[2] for count in counts.values()} == {true_count}
+    # Two evaluators (different graphs) of the same averages: an example on
+    # the decision boundary may go either way.
+    assert all(abs(count[2] - true_count) <= 1 for count in counts.values())
     assert true_count / 150 > 0.5
 
 

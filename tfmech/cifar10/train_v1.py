@@ -184,7 +184,8 @@ class _LoggerHook(tf.compat.v1.train.SessionRunHook):
     """Logs loss and runtime every ``log_frequency`` steps (the original's).
 
     tfmech: counts from the restored step, not from 0 (the original's
-    numbers were wrong after a resume), and keeps the losses in ``record``.
+    numbers were wrong after a resume), and keeps the printed losses in
+    ``record``.
     """
 
     def __init__(self, loss, batch_size, log_frequency, record):
@@ -204,9 +205,9 @@ class _LoggerHook(tf.compat.v1.train.SessionRunHook):
         return tf.compat.v1.train.SessionRunArgs(self._loss)  # Asks for loss value.
 
     def after_run(self, run_context, run_values):
-        loss_value = float(run_values.results)
-        self._record.losses[self._step] = loss_value
         if self._step % self._log_frequency == 0:
+            loss_value = float(run_values.results)
+            self._record.losses[self._step] = loss_value
             current_time = time.time()
             # The steps since the last line (fewer for the first one).
             steps = (self._log_frequency if self._first_logged is not None
