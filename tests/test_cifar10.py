@@ -35,41 +35,47 @@ SMALL = HParams(batch_size=32, max_steps=100, log_frequency=1,
 LAYERS = model.LAYERS
 
 
-def expected_train_tags():
-    """The issue's canonical list: 21 scalars, 25 histograms, one image card."""
-    scalars = {"cross_entropy", "cross_entropy (raw)", "total_loss",
-               "total_loss (raw)", "learning_rate", "global_step/sec"}
+# How each API spells a tag: v2 writes the canonical tags; v1, TF1's own
+# summary ops on TensorFlow 2.21 (read back from a run): a tag already used
+# as an op name gets ``_1`` (the weights, the averaged losses), the
+# activations carry the relu op's name under its layer
+# (``conv1/conv1/activations``), ``(raw)`` becomes ``__raw_``, and the
+# image summary writes one tag per image.
+SPELLING = {
+    "v2": {"activations": "{layer}/activations", "sparsity": "{layer}/sparsity",
+           "variable": "{name}", "average": "{name}", "raw": "{name} (raw)",
+           "images": ["images"]},
+    "v1": {"activations": "{layer}/{layer}/activations",
+           "sparsity": "{layer}/{layer}/sparsity", "variable": "{name}_1",
+           "average": "{name}_1", "raw": "{name}__raw_",
+           "images": [f"images/image/{index}" for index in range(3)]},
+}
+
+
+def expected_train_tags(api="v2"):
+    """The issue's canonical list (v2): 21 scalars, 25 histograms, one image
+    card; v1 the same under TF1's spelling (``SPELLING``), and three image
+    tags. ``global_step/sec`` is MonitoredTrainingSession's in v1."""
+    spell = SPELLING[api]
+    losses = ["cross_entropy", "total_loss"] + [
+        f"{layer}/weight_loss" for layer in LAYERS]
+    scalars = {"learning_rate", "global_step/sec"}
+    scalars |= {spell["average"].format(name=name) for name in losses}
+    scalars |= {spell["raw"].format(name=name) for name in losses}
     histograms = set()
     for layer in LAYERS:
-        scalars |= {f"{layer}/sparsity", f"{layer}/weight_loss",
-                    f"{layer}/weight_loss (raw)"}
-        histograms |= {f"{layer}/activations", f"{layer}/weights",
-                       f"{layer}/biases", f"{layer}/weights/gradients",
-                       f"{layer}/biases/gradients"}
+        scalars.add(spell["sparsity"].format(layer=layer))
+        histograms.add(spell["activations"].format(layer=layer))
+        for kind in ("weights", "biases"):
+            histograms |= {spell["variable"].format(name=f"{layer}/{kind}"),
+                           f"{layer}/{kind}/gradients"}
     return ({(tag, "scalars") for tag in scalars}
             | {(tag, "histograms") for tag in histograms}
-            | {("images", "images")})
+            | {(tag, "images") for tag in spell["images"]})
 
 
 def expected_v1_train_tags():
-    """What TF1's own summary ops write on TensorFlow 2.21 (read back from a
-    run): a tag already used as an op name gets ``_1`` (the weights, the
-    averaged losses), the activations carry the relu op's name under its
-    layer (``conv1/conv1/activations``), ``(raw)`` becomes ``__raw_``, and
-    the image summary writes one tag per image. MonitoredTrainingSession's
-    StepCounterHook writes ``global_step/sec``."""
-    scalars = {"cross_entropy_1", "cross_entropy__raw_", "total_loss_1",
-               "total_loss__raw_", "learning_rate", "global_step/sec"}
-    histograms = set()
-    for layer in LAYERS:
-        scalars |= {f"{layer}/{layer}/sparsity", f"{layer}/weight_loss_1",
-                    f"{layer}/weight_loss__raw_"}
-        histograms |= {f"{layer}/{layer}/activations", f"{layer}/weights_1",
-                       f"{layer}/biases_1", f"{layer}/weights/gradients",
-                       f"{layer}/biases/gradients"}
-    return ({(tag, "scalars") for tag in scalars}
-            | {(tag, "histograms") for tag in histograms}
-            | {(f"images/image/{index}", "images") for index in range(3)})
+    return expected_train_tags("v1")
 
 
 EXPECTED_TRAIN_TAGS = {"v1": expected_v1_train_tags, "v2": expected_train_tags}
