@@ -273,7 +273,7 @@ def _resume_from(train_dir, latest):
     one would fail it, a damaged state file silently start at step 0)."""
     if latest is not None and tf.train.latest_checkpoint(train_dir) != latest:
         tf.compat.v1.train.update_checkpoint_state(
-            train_dir, latest, save_relative_paths=True)
+            train_dir, os.path.basename(latest))
 
 
 def _diverged(error, step, train_dir):
