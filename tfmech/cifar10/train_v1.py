@@ -25,6 +25,7 @@ session's saver hook saves the step reached; a non-finite loss stops before
 anything of that step is saved.
 """
 
+import glob
 import os
 import re
 import time
@@ -291,6 +292,27 @@ def _diverged(error, step, train_dir):
     return None
 
 
+def _write_failed(error, train_dir):
+    """tfmech: a checkpoint the session's saver hook could not write (a full
+    disk, a file size limit) as one line, its half-written files removed;
+    None for any other error. The previous checkpoint stays the newest."""
+    problem = faults.write_failure(error)
+    if problem is None:
+        return None
+    pattern = os.path.join(train_dir, f"{checkpoints.V1_PREFIX}-*.tempstate*")
+    half_written = sorted(glob.glob(pattern))
+    for path in half_written:
+        os.remove(path)
+    which = (os.path.basename(half_written[0]).split(".data")[0]
+             if half_written else "a checkpoint")
+    newest = checkpoints.newest_intact(train_dir, checkpoints.V1_PREFIX,
+                                       warn=False)
+    kept = (f"the newest checkpoint is still {os.path.basename(newest)}"
+            if newest else "there is no earlier checkpoint")
+    return faults.WriteFailedError(
+        f"could not write checkpoint {which} in {train_dir}: {problem}; {kept}")
+
+
 def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
                  make_graph=Graph):
     """Trains from the newest checkpoint in ``train_dir`` to ``max_steps``.
@@ -357,6 +379,11 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
             if diverged is None:
                 raise
             raise diverged from None
+        except Exception as error:  # pylint: disable=broad-except
+            failed = _write_failed(error, train_dir)
+            if failed is None:
+                raise
+            raise failed from error
         record.final_step = stopper.final_step
     # The session's saver hook saved the step reached.
     faults.raise_if_stop_requested(
