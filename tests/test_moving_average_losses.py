@@ -247,6 +247,8 @@ def loop_run(directory, callback_dir, max_steps, xs):
         step_counter=global_step, save_every_n_steps=12)
 
     def step_fn(x):
+        # The step advances the counter (as apply_gradients would).
+        global_step.assign_add(1)
         cross_entropy = tf.reduce_mean(x)
         return {"loss": cross_entropy,
                 "losses": {"cross_entropy": cross_entropy,

@@ -453,7 +453,9 @@ def test_cifar10_eval_evaluates_the_original_with_its_averages(
     # its raw weights are barely trained.
     assert counts["v1", "original"][:2] == (999, 150)
     true_count = counts["v1", "tfmech"][2]
-    assert {count[2] for count in counts.values()} == {true_count}
+    # Two evaluators (different graphs) of the same averages: an example on
+    # the decision boundary may go either way.
+    assert all(abs(count[2] - true_count) <= 1 for count in counts.values())
     assert true_count / 150 > 0.5
 
 
@@ -507,8 +509,7 @@ def test_the_notes_say_where_it_started_and_what_starts_fresh(
     init_checkpoint.prepare_train_dir(str(tmp_path), "v2",
                                       cifar10_model.checkpoint_layout(),
                                       original_cifar10)
-    fresh = FRESH_LOSS_AVERAGES + [
-        f"{name}/raw" for name in cifar10_model.LOSS_NAMES + ("total_loss",)]
+    fresh = FRESH_LOSS_AVERAGES
     assert capsys.readouterr().out.splitlines() == [
         f"Initializing {tmp_path} from {original_cifar10} at step 999",
         f"note: model.ckpt-999 has no {', '.join(fresh)}; they start at 0"]

@@ -26,11 +26,16 @@ YS = (XS @ np.array([1.0, -2.0, 0.5], "float32")).astype("float32")
 
 
 class Regression:
-    """y = x.w trained by SGD: the loop's ``step_fn``, with nested logs."""
+    """y = x.w trained by Keras SGD: the loop's ``step_fn``, with nested logs.
+
+    One step counter, as the loop expects: the optimizer's ``iterations``,
+    which ``apply_gradients`` advances."""
 
     def __init__(self):
         self.w = tf.Variable(tf.zeros([3]), name="w")
-        self.global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
+        self.optimizer = keras.optimizers.SGD(learning_rate=0.1)
+        self.optimizer.build([self.w])
+        self.global_step = self.optimizer.iterations
         self.checkpoint = tf.train.Checkpoint(w=self.w,
                                               global_step=self.global_step)
 
@@ -40,7 +45,8 @@ class Regression:
             mse = tf.reduce_mean(tf.square(prediction - y))
             l2 = 0.01 * tf.reduce_sum(tf.square(self.w))
             loss = mse + l2
-        self.w.assign_sub(0.1 * tape.gradient(loss, self.w))
+        gradients = tape.gradient(loss, [self.w])
+        self.optimizer.apply_gradients(zip(gradients, [self.w]))
         return {"loss": loss, "losses": {"mse": mse, "l2": l2},
                 "activations": {"prediction": prediction}, "images": x}
 
@@ -274,6 +280,27 @@ def test_the_checkpointer_is_not_also_a_callback(tmp_path):
                        r"CheckpointManagerCallback as checkpointer only"):
         v2_loop.TrainLoop(net.step, net.global_step, checkpointer,
                           callbacks=[checkpointer])
+
+
+def test_a_step_function_that_does_not_advance_the_counter_is_refused(
+        tmp_path):
+    """The loop only reads the counter: a step that leaves it alone would
+    number every checkpoint 0 and resume at step 0."""
+    net = Regression()
+    frozen = tf.Variable(0, dtype=tf.int64)
+    checkpointer = CheckpointManagerCallback(
+        tmp_path, tf.train.Checkpoint(w=net.w, global_step=frozen),
+        step_counter=frozen)
+    loop = v2_loop.TrainLoop(net.step, frozen, checkpointer, log_every=10,
+                             max_steps_per_call=4)
+    with pytest.raises(ValueError) as error:
+        loop.run(numpy_batches(), 8)
+    assert str(error.value) == (
+        "TrainLoop: step_fn must advance global_step by one per step "
+        "(optimizer.apply_gradients does, with global_step = "
+        "optimizer.iterations); after 1 steps from step 0 it is 0, not 1")
+    assert int(frozen.numpy()) == 0
+    assert loop.manager.checkpoints == []
 
 
 def test_bad_data_and_exhausted_iterators_say_what_to_do(tmp_path):

@@ -92,7 +92,7 @@ def train(hparams, batches_dir, cluster):
             return multi_gpu_train_v1.run_training(
                 hparams, batches_dir, FLAGS.train_dir, devices,
                 log_device_placement=FLAGS.log_device_placement)
-    from tfmech.cifar10 import train_v2
+    from tfmech.cifar10 import multi_worker_v2
     strategy = distribute.make_strategy(devices, cluster,
                                         wait_secs=FLAGS.cluster_wait_secs)
     # Once the cluster is up: a cluster that never forms writes nothing.
@@ -100,9 +100,9 @@ def train(hparams, batches_dir, cluster):
     # Only the chief writes --train_dir; the other workers do not lock it.
     with tfmech_flags.guarded_training(
             PROGRAM, lock=cluster is None or cluster.is_chief):
-        return train_v2.run_training(
-            hparams, batches_dir, FLAGS.train_dir,
-            log_device_placement=FLAGS.log_device_placement, strategy=strategy)
+        return multi_worker_v2.run_training(
+            hparams, batches_dir, FLAGS.train_dir, strategy,
+            log_device_placement=FLAGS.log_device_placement)
 
 
 def main(argv):

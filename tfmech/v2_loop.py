@@ -10,9 +10,12 @@ batches are stacked and passed in, Mechanics 101's ``next_batch``) or from a
 ``tf.data`` iterator that the traced loop reads itself, with no host round
 trip per batch (CIFAR-10's input pipeline).
 
-The loop owns the step counter (as in TF Model Garden's Orbit); the pipeline
-supplies ``step_fn``, the math of one step, and a
-``CheckpointManagerCallback``, the checkpoint policy it shares with
+One step counter, as in TF Model Garden's Orbit (``global_step =
+optimizer.iterations``): the step function advances it (a Keras optimizer's
+``apply_gradients`` increments its ``iterations``), and the loop only reads
+it: to resume, to number the logged steps and the checkpoints, and to stop
+at ``max_steps``. The pipeline supplies ``step_fn``, the math of one step,
+and a ``CheckpointManagerCallback``, the checkpoint policy it shares with
 ``Model.fit``. Callbacks are ordinary Keras callbacks: they see
 ``on_train_batch_end(step, logs)`` on logged steps, with ``logs`` holding
 ``global_step`` (the step index the results belong to), ``duration`` (mean
@@ -27,8 +30,10 @@ distributed iterator, and goes on with the FIRST local replica's logs: the
 step itself makes what must agree across replicas agree (it all-reduces its
 gradients and batch-mean losses, ``tfmech.distribute.replica_mean``), and
 per-example tensors (activations, images) are one replica's slice. The
-per-step hooks and the step counter then run once per step, in the
-cross-replica context, which updates every copy of a mirrored variable.
+per-step hooks then run once per step, in the cross-replica context, which
+updates every copy of a mirrored variable; the optimizer's ``iterations``
+(aggregation ``ONLY_FIRST_REPLICA``) advances once per step however many
+replicas apply the gradients.
 """
 
 import collections.abc
@@ -74,6 +79,22 @@ def _as_args(element):
     return element if isinstance(element, tuple) else (element,)
 
 
+def _after_its_batch(step_fn):
+    """``step_fn`` whose ops all wait for its batch.
+
+    The step counter's increment (``iterations.assign_add(1)`` inside
+    ``apply_gradients``) reads nothing of the batch, so in a traced loop it
+    could run while the next ``get_next`` fails at the end of the data: the
+    count would run ahead of the weights. Applied inside each replica's
+    function, where the batch is that replica's tensors.
+    """
+    def step_after_batch(*batch):
+        with tf.control_dependencies(tf.nest.flatten(batch,
+                                                     expand_composites=True)):
+            return step_fn(*batch)
+    return step_after_batch
+
+
 def _first_replica(strategy, per_replica):
     """The first local replica's value of each entry of ``strategy.run``'s
     result (what that replica computed, a plain tensor)."""
@@ -106,7 +127,12 @@ class TrainLoop:
       step_fn: ``step_fn(*batch) -> dict`` of tensors: one training step
         (forward, gradients, update). Traced into the loop's tf.function.
         Values may be scalars, other tensors, or dicts of tensors.
-      global_step: int64 variable; the loop increments it once per step.
+      global_step: the int64 step counter, advanced by one by every call of
+        ``step_fn`` (pass the optimizer's ``iterations``, which
+        ``apply_gradients`` increments). The loop never changes it; after
+        each call it checks that it moved by the steps run, so a step
+        function that forgets it fails at once instead of numbering
+        checkpoints wrongly.
       checkpointer: a ``tfmech.callbacks.CheckpointManagerCallback`` counting
         steps with ``global_step``; the loop restores through it, stops a
         call where its steps policy saves, and asks it after every call
@@ -162,6 +188,7 @@ class TrainLoop:
                                         jit_compile=jit_compile)
         if jit_compile:
             self._step_fn = tf.function(step_fn, jit_compile=True)
+        self._step_fn = _after_its_batch(self._step_fn)
         self._run_iterator = tf.function(self._steps_on_iterator,
                                          reduce_retracing=True)
 
@@ -173,7 +200,7 @@ class TrainLoop:
     # The traced loop.
 
     def _step(self, batch):
-        """One step, its per-step hooks, and the step count."""
+        """One step (which advances the step counter) and its per-step hooks."""
         if self._strategy is None:
             logs = self._step_fn(*batch)
         else:
@@ -182,11 +209,6 @@ class TrainLoop:
                                                      args=tuple(batch)))
         for hook in self._step_hooks:
             hook(logs)
-        # Only once the batch exists: when the iterator runs out, the count
-        # (which depends on nothing else) must not run ahead of the weights.
-        with tf.control_dependencies(tf.nest.flatten(batch,
-                                                     expand_composites=True)):
-            self._global_step.assign_add(1)
         return logs
 
     def _all_finite(self, logs):
@@ -269,7 +291,7 @@ class TrainLoop:
             (``dataset.repeat()``).
           max_steps: the global step to stop at.
         """
-        step = int(self._global_step.numpy())
+        step = self._steps_done()
         if step >= max_steps:
             progress.say(progress.nothing_to_train_line(step, max_steps))
             return
@@ -282,7 +304,9 @@ class TrainLoop:
             count = last - step + 1
             start_time = time.perf_counter()
             logs = self._call(run_steps, count)
-            self._check_finite(logs)
+            steps_done = self._steps_done()
+            self._check_finite(logs, steps_done)
+            self._check_advanced(step, count, steps_done)
             if last % self.log_every == 0:
                 logs = _callback_logs(logs)
                 elapsed = time.perf_counter() - start_time
@@ -297,14 +321,29 @@ class TrainLoop:
                 step, lambda: self.checkpointer.save(step))
         self.callbacks.on_train_end()
 
-    def _check_finite(self, logs):
+    def _steps_done(self):
+        """The step counter's value: the number of steps done."""
+        return int(self._global_step.numpy())
+
+    def _check_finite(self, logs, steps_done):
         """Raises NonFiniteLossError if the call's last step (where it
         stopped) left a watched output NaN or Inf."""
         for name in self.finite:
             value = float(logs[name].numpy())
             faults.check_finite(
-                name, value, int(self._global_step.numpy()) - 1,
+                name, value, steps_done - 1,
                 lambda: self.checkpointer.newest_checkpoint())
+
+    def _check_advanced(self, step, count, steps_done):
+        """Raises ValueError unless the ``count`` steps run from ``step`` left
+        the counter at ``step + count``: the loop numbers logs and
+        checkpoints by the steps it ran, the checkpoint stores the counter."""
+        if steps_done != step + count:
+            raise ValueError(
+                f"TrainLoop: step_fn must advance global_step by one per step "
+                f"(optimizer.apply_gradients does, with global_step = "
+                f"optimizer.iterations); after {count} steps from step {step} "
+                f"it is {steps_done}, not {step + count}")
 
     def _call(self, run_steps, count):
         try:
@@ -312,5 +351,5 @@ class TrainLoop:
         except tf.errors.OutOfRangeError as error:
             raise ValueError(
                 f"TrainLoop: the data iterator ran out of batches at global "
-                f"step {int(self._global_step.numpy())}; the loop needs one "
+                f"step {self._steps_done()}; the loop needs one "
                 f"batch per step (use dataset.repeat())") from error

@@ -14,9 +14,9 @@ as one: ``--batch_size`` is the GLOBAL batch B, split into N slices of B/N
 (the original gave each tower its own batch of B, i.e. trained at N*B).
 Tower i gets slice i, as replica i does in the v2 driver. The loss terms
 logged and averaged are the mean over the towers (equal to the whole
-batch's); the activations and images summarized are tower 0's. Summary tags
-carry no tower prefix: they are written by the same callbacks, through
-``tfmech.summaries``, as the single-device program's.
+batch's); the activations summarized are tower 0's. Summary tags carry
+no tower prefix (the original stripped it too), so they are the
+single-device program's.
 """
 
 import functools
@@ -45,38 +45,49 @@ class TowerGraph(train_v1.Graph):
       (the rest): ``train_v1.Graph``'s.
     """
 
-    def __init__(self, hparams, paths, num_records, start_step, writer,
-                 devices):
+    def __init__(self, hparams, paths, num_records, start_step, devices):
         self.devices = list(devices)
         # Variables, input, averaging and update on the CPU, as the
         # original placed them; the towers override the device below.
         with tf.device("/cpu:0"):
-            super().__init__(hparams, paths, num_records, start_step, writer)
+            super().__init__(hparams, paths, num_records, start_step)
 
-    def build_step(self, hparams, images, labels, sgd):
+    def build_step(self, hparams, images, labels, opt):
         towers = []
         for index, (device, tower_images, tower_labels) in enumerate(zip(
                 self.devices, tf.split(images, len(self.devices)),
                 tf.split(labels, len(self.devices)))):
-            with tf.device(device), tf.name_scope(f"tower_{index}"):
+            with tf.device(device), tf.name_scope(
+                    f"{train_v1.TOWER_NAME}_{index}"):
                 towers.append(model.forward(
                     tower_images, tower_labels, self.params,
                     train_v1.compute_dtype(hparams)))
-        logs = dict(towers[0])
-        logs.update(average_over_towers(
-            [{key: tower[key] for key in model.BATCH_MEAN_LOGS}
-             for tower in towers]))
-        loss_averages_op = self.loss_averages.update(logs["losses"])
+        # Tower 0's activations stand for all (tags without the tower).
+        for activations in towers[0]["activations"].values():
+            train_v1.activation_summary(activations)
+        # The loss terms of the whole batch: the mean over the towers, under
+        # the single-device names (the summaries' tags).
+        mean = average_over_towers([{key: tower[key] for key in
+                                     model.BATCH_MEAN_LOGS}
+                                    for tower in towers])
+        losses = {name: tf.identity(value, name=name)
+                  for name, value in mean["losses"].items()}
+        total_loss = tf.identity(mean["total_loss"], name=model.TOTAL_LOSS)
+        loss_averages_op, self.loss_averages = train_v1.add_loss_summaries(
+            losses, total_loss)
+        self.loss_terms = {**losses, model.TOTAL_LOSS: total_loss}
         variables = list(self.params.values())
         tower_gradients = []
         with tf.control_dependencies([loss_averages_op]):
             for index, (device, tower) in enumerate(zip(self.devices, towers)):
-                with tf.device(device), tf.name_scope(f"tower_{index}"):
+                with tf.device(device), tf.name_scope(
+                        f"{train_v1.TOWER_NAME}_{index}"):
                     tower_gradients.append(
-                        [gradient for gradient, _ in sgd.compute_gradients(
+                        [gradient for gradient, _ in opt.compute_gradients(
                             tower["total_loss"], var_list=variables)])
+        # Synchronization point: the towers' gradients, averaged.
         gradients = average_over_towers(tower_gradients)
-        return logs, list(zip(gradients, variables))
+        return total_loss, list(zip(gradients, variables))
 
 
 def run_training(hparams, batches_dir, train_dir, devices,

@@ -1,9 +1,8 @@
-"""What the CIFAR-10 tutorial draws, as lists of summary callbacks.
+"""What the CIFAR-10 tutorial draws in v2, as lists of summary callbacks.
 
-Both drivers use these lists. The v2 driver hands them to its TrainLoop,
-which calls them with each recorded step's logs; the v1 driver builds their
-ops into its graph (``tfmech.callbacks.in_graph``) from the same logs as
-graph tensors. So a v1 and a v2 run write the same tags by construction:
+The v2 drivers hand these to their loop (train_v2) or call them after an
+evaluation (eval_v2); the v1 drivers write TF1's own summary ops instead
+(train_v1, eval_v1), under TF1's tags. The canonical tags:
 
 * scalars: ``<layer>/sparsity``; ``<layer>/weight_loss``,
   ``cross_entropy`` and ``total_loss``, each beside its ``(raw)`` value

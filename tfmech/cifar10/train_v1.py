@@ -1,26 +1,33 @@
 """CIFAR-10 training in the TF1 style: one graph, a MonitoredTrainingSession.
 
-This is cifar10_train.py as TensorFlow 1 users wrote it, through
-``tf.compat.v1``: build the whole graph first (input iterator -> inference ->
-loss -> the loss averages -> gradient descent -> the weights' moving
-averages), then let a ``MonitoredTrainingSession`` run the training op until
-a hook says stop. The original's hooks are here: ``StopAtStepHook``, a
-logger that prints the loss every ``log_frequency`` steps, and in place of
-``NanTensorHook`` a ``FaultHook`` that also stops on Inf, names the step,
-and turns SIGTERM / Ctrl-C into a checkpoint at the current step
-(``tfmech.faults``).
+This is cifar10_train.py (with cifar10.py's ``train()``) as TensorFlow 1
+users wrote it, through ``tf.compat.v1``. First the whole graph is built:
+the input iterator, the inference, the loss, the moving averages of the
+loss terms, gradient descent at an exponentially decaying learning rate,
+and the moving averages of the weights that evaluation restores. Then a
+``MonitoredTrainingSession`` runs the training op until a hook says stop,
+and does the chores itself: it restores the newest checkpoint of
+``train_dir`` (so running again resumes), saves ``model.ckpt-STEP`` every
+``save_checkpoint_secs`` (or ``_steps``) and at the end, and writes the graph
+and ``global_step/sec``. The summaries that ``merge_all`` collects are
+written every ``save_summaries_steps`` into the same event file.
 
-Two things differ from the original, both so that a v1 and a v2 run land in
-TensorBoard under the same tags: the summaries are TF2 ``tf.summary`` ops
-built into this graph by the same callbacks the v2 driver calls (v1's own
-ops would write ``conv1/conv1/conv1/activations`` and ``total_loss__raw_``),
-run by a hook every ``save_summaries_steps``; and checkpoints are written
-by a small hook of our own with a ``Saver`` of the canonical variable names,
-because MonitoredTrainingSession's built-in saver hook opens a second event
-file in ``train_dir``.
+The summary ops are TF1's own (``tf.compat.v1.summary.*``), so the tags are
+what TF1 wrote: a name already taken in the graph gets a suffix
+(``conv1/weights_1``, ``total_loss_1``), characters a tag may not hold
+become ``_`` (``total_loss__raw_``), an image summary writes one tag per
+image. ``compare_runs --normalize_tf1_tags`` sets them against the v2 tags.
+
+Where tfmech adds to the original, each hook says why in its docstring: the
+logger counts from the restored step; the summaries are written at the
+step they describe (as v2's are); a stop signal ends the loop so the
+session's saver hook saves the step reached; a non-finite loss stops before
+anything of that step is saved.
 """
 
+import glob
 import os
+import re
 import time
 
 import tensorflow as tf
@@ -29,13 +36,12 @@ from tfmech import checkpoints
 from tfmech import faults
 from tfmech import progress
 from tfmech import variables
-from tfmech.callbacks.in_graph import build_summary_ops
 from tfmech.cifar10 import model
-from tfmech.cifar10 import step_summaries
 from tfmech.data import cifar10 as cifar10_records
 from tfmech.data import cifar10_input
 
 MAX_TO_KEEP = 5
+TOWER_NAME = "tower"      # the multi-device program's tower scopes
 
 
 def compute_dtype(hparams):
@@ -53,6 +59,43 @@ def named(tensor, name):
     return identity
 
 
+def activation_summary(x):
+    """A histogram of a layer's activations and the fraction that are zero
+    (how sparse the ReLU made them). A tower's prefix is dropped from the
+    name, so every tower would share the tags."""
+    tensor_name = re.sub(f"{TOWER_NAME}_[0-9]*/", "", x.op.name)
+    tf.compat.v1.summary.histogram(tensor_name + "/activations", x)
+    tf.compat.v1.summary.scalar(tensor_name + "/sparsity",
+                                tf.nn.zero_fraction(x))
+
+
+def add_loss_summaries(losses, total_loss):
+    """Moving averages of the loss terms and their total, with summaries.
+
+    One batch's loss is noisy, so each term is plotted twice: the raw value
+    (``<name> (raw)``) and its exponential moving average (``<name>``).
+
+    Args:
+      losses: {name: scalar tensor}, the terms the total adds up.
+      total_loss: their sum.
+
+    Returns:
+      (the op that updates the averages, the ExponentialMovingAverage).
+    """
+    loss_averages = tf.train.ExponentialMovingAverage(
+        model.LOSS_AVERAGE_DECAY, name="avg")
+    terms = {**losses, model.TOTAL_LOSS: total_loss}
+    loss_averages_op = loss_averages.apply(list(terms.values()))
+    # tfmech: the averages are read after this step's update, so a recorded
+    # curve holds the recorded step (as v2's MovingAverageLosses records it).
+    with tf.control_dependencies([loss_averages_op]):
+        for name, term in terms.items():
+            tf.compat.v1.summary.scalar(name + " (raw)", term)
+            tf.compat.v1.summary.scalar(name, tf.identity(
+                loss_averages.average(term)))
+    return loss_averages_op, loss_averages
+
+
 class Graph:
     """Every op of the training graph, built by ``__init__``.
 
@@ -60,11 +103,8 @@ class Graph:
     ``logits`` (``model.INPUT_IMAGES_NAME``, ``model.LOGITS_NAME``).
     """
 
-    def __init__(self, hparams, paths, num_records, start_step, writer):
-        self.global_step = variables.create_global_step()
-        # Where the session hooks (StopAtStepHook...) look for the step.
-        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP,
-                                       self.global_step)
+    def __init__(self, hparams, paths, num_records, start_step):
+        self.global_step = tf.compat.v1.train.get_or_create_global_step()
         # The input pipeline on the CPU, as the original placed its queues.
         with tf.device("/cpu:0"):
             dataset = cifar10_input.train_dataset(
@@ -73,48 +113,42 @@ class Graph:
             images, labels = tf.compat.v1.data.make_one_shot_iterator(
                 dataset).get_next()
         images = named(images, model.INPUT_IMAGES_NAME)
-        specs = model.variable_specs()
-        self.params = variables.create_variables(specs, hparams.seed)
-        self.averages = variables.create_shadow_variables(
-            specs, hparams.seed, checkpoints.moving_average_name)
-        learning_rate = model.learning_rate(self.global_step, hparams.batch_size)
-        self.loss_averages = step_summaries.loss_averages(
-            writer, hparams.save_summaries_steps)
-        sgd = model.optimizer(learning_rate)
-        logs, grads_and_vars = self.build_step(hparams, images, labels, sgd)
-        self.total_loss = logs["total_loss"]
-        apply_gradients = sgd.apply_gradients(grads_and_vars,
-                                              global_step=self.global_step)
-        # The moving averages follow the updated weights; global_step is
-        # read after apply_gradients incremented it.
-        with tf.control_dependencies([apply_gradients]):
-            self.train_op = model.update_moving_averages(
-                self.params, self.averages, self.global_step)
+        tf.compat.v1.summary.image("images", images)
+        # tfmech's seeded initializers: the v2 program's initial weights.
+        self.params = variables.create_variables(model.variable_specs(),
+                                                 hparams.seed)
 
-        self.summary_step = tf.compat.v1.placeholder(tf.int64, [],
-                                                     name="summary_step")
-        self.steps_per_sec = tf.compat.v1.placeholder(tf.float32, [],
-                                                      name="steps_per_sec")
-        del logs["logits"]
-        logs.update(learning_rate=learning_rate, steps_per_sec=self.steps_per_sec,
-                    gradients={name: grad for name, (grad, _) in
-                               zip(self.params, grads_and_vars)})
-        # After the update, so variable histograms and loss averages show
-        # the values the step left behind, as the v2 callbacks read them.
+        # The learning rate falls tenfold every NUM_EPOCHS_PER_DECAY epochs.
+        lr = tf.compat.v1.train.exponential_decay(
+            model.INITIAL_LEARNING_RATE, self.global_step,
+            model.decay_steps(hparams.batch_size),
+            model.LEARNING_RATE_DECAY_FACTOR, staircase=True)
+        tf.compat.v1.summary.scalar("learning_rate", lr)
+        opt = tf.compat.v1.train.GradientDescentOptimizer(lr)
+        self.total_loss, grads = self.build_step(hparams, images, labels, opt)
+        # apply_gradients also adds one to global_step.
+        apply_gradient_op = opt.apply_gradients(grads,
+                                                global_step=self.global_step)
+
+        # Track the moving averages of all trainable variables (evaluation
+        # uses them); they follow the weights this step left behind.
+        self.variable_averages = tf.train.ExponentialMovingAverage(
+            model.MOVING_AVERAGE_DECAY, self.global_step)
+        with tf.control_dependencies([apply_gradient_op]):
+            self.train_op = self.variable_averages.apply(
+                list(self.params.values()))
+
+        # tfmech: histograms of the variables after the update, the values
+        # the step left behind (what the v2 callbacks record).
         with tf.control_dependencies([self.train_op]):
-            self.summary_ops = build_summary_ops(
-                writer, step_summaries.train_summaries(
-                    writer, self.params, hparams.save_summaries_steps)
-                + [self.loss_averages], self.summary_step, logs)
-        self.speed_summary_ops = build_summary_ops(
-            writer, [step_summaries.steps_per_second(
-                writer, hparams.save_summaries_steps)],
-            self.summary_step, logs)
-        self.writer_init = writer.init()
-        self.writer_flush = writer.flush()
+            for var in self.params.values():
+                tf.compat.v1.summary.histogram(var.op.name, tf.identity(var))
+        for grad, var in grads:
+            if grad is not None:
+                tf.compat.v1.summary.histogram(var.op.name + "/gradients", grad)
 
-    def build_step(self, hparams, images, labels, sgd):
-        """The step's logs and (gradient, variable) pairs for one batch.
+    def build_step(self, hparams, images, labels, opt):
+        """The total loss and the (gradient, variable) pairs for one batch.
 
         The loss averages are updated before the gradients are computed, so
         every training step updates them. ``multi_gpu_train_v1.TowerGraph``
@@ -122,167 +156,161 @@ class Graph:
         """
         logs = model.forward(images, labels, self.params, compute_dtype(hparams))
         named(logs["logits"], model.LOGITS_NAME)
-        loss_averages_op = self.loss_averages.update(logs["losses"])
+        for activations in logs["activations"].values():
+            activation_summary(activations)
+        loss_averages_op, self.loss_averages = add_loss_summaries(
+            logs["losses"], logs["total_loss"])
+        self.loss_terms = {**logs["losses"],
+                           model.TOTAL_LOSS: logs["total_loss"]}
         with tf.control_dependencies([loss_averages_op]):
-            grads_and_vars = sgd.compute_gradients(
-                logs["total_loss"], var_list=list(self.params.values()))
-        return logs, grads_and_vars
+            grads = opt.compute_gradients(logs["total_loss"],
+                                          var_list=list(self.params.values()))
+        return logs["total_loss"], grads
 
     def canonical_variables(self):
-        """Everything a checkpoint holds, by canonical name."""
-        return {**self.params, **self.averages,
-                **self.loss_averages.checkpoint_variables(),
-                variables.GLOBAL_STEP: self.global_step}
+        """Everything a checkpoint holds, by canonical name: the weights,
+        their averages, the loss averages and ``global_step``."""
+        return {
+            **self.params,
+            **{checkpoints.moving_average_name(name):
+               self.variable_averages.average(var)
+               for name, var in self.params.items()},
+            **{checkpoints.loss_average_name(name):
+               self.loss_averages.average(term)
+               for name, term in self.loss_terms.items()},
+            variables.GLOBAL_STEP: self.global_step}
 
 
-class _StepHook(tf.compat.v1.train.SessionRunHook):
-    """A hook that knows the global step of the run it is about to see.
+class _LoggerHook(tf.compat.v1.train.SessionRunHook):
+    """Logs loss and runtime every ``log_frequency`` steps (the original's).
 
-    The original's logger counted its own steps from 0, so a resumed run
-    printed the wrong step numbers; these read the restored global step once
-    and count from there.
+    tfmech: counts from the restored step, not from 0 (the original's
+    numbers were wrong after a resume), and keeps the printed losses in
+    ``record``.
     """
 
-    def __init__(self, global_step):
-        self._global_step = global_step
-        self.step = None
+    def __init__(self, loss, batch_size, log_frequency, record):
+        self._loss = loss
+        self._log_frequency = log_frequency
+        self._line = progress.examples_step_line(batch_size)
+        self._record = record
 
     def after_create_session(self, session, coord):
-        self.step = int(session.run(self._global_step))
-
-    def after_run(self, run_context, run_values):
-        self.step += 1
-
-
-class LoggerHook(_StepHook):
-    """Prints the loss every ``every_n_steps`` steps, with the speed."""
-
-    def __init__(self, global_step, loss, every_n_steps, line, record):
-        super().__init__(global_step)
-        self._loss = loss
-        self._every_n_steps = every_n_steps
-        self._line = line
-        self._record = record
-        self._since = None
+        self._step = int(session.run(
+            tf.compat.v1.train.get_global_step())) - 1
+        self._start_time = time.time()
+        self._first_logged = None
 
     def before_run(self, run_context):
-        if self._since is None:
-            self._since = (self.step, time.time())
-        if self.step % self._every_n_steps == 0:
-            return tf.compat.v1.train.SessionRunArgs(self._loss)
+        self._step += 1
+        return tf.compat.v1.train.SessionRunArgs(self._loss)  # Asks for loss value.
+
+    def after_run(self, run_context, run_values):
+        if self._step % self._log_frequency == 0:
+            loss_value = float(run_values.results)
+            self._record.losses[self._step] = loss_value
+            current_time = time.time()
+            # The steps since the last line (fewer for the first one).
+            steps = (self._log_frequency if self._first_logged is not None
+                     else 1)
+            self._first_logged = self._step
+            sec_per_batch = (current_time - self._start_time) / steps
+            self._start_time = current_time
+            progress.say(self._line(self._step, loss_value, sec_per_batch))
+
+    @property
+    def step(self):
+        """The step the session is running (or last ran)."""
+        return self._step
+
+
+class _SummaryHook(tf.compat.v1.train.SessionRunHook):
+    """tfmech: runs ``merge_all``'s op every N steps and writes it, as the
+    session's SummarySaverHook would, but at the step it describes (0, N,
+    ...) like v2; TF's hook writes at the count after the step (1, N + 1,
+    ...), and ``compare_runs`` could not set the two runs side by side."""
+
+    def __init__(self, train_dir, every_n_steps, summary_op):
+        self._train_dir = train_dir
+        self._every_n_steps = every_n_steps
+        self._summary_op = summary_op
+
+    def begin(self):
+        # The event file the session's other hooks write to (one per dir).
+        self._writer = tf.compat.v1.summary.FileWriterCache.get(self._train_dir)
+
+    def after_create_session(self, session, coord):
+        self._step = int(session.run(tf.compat.v1.train.get_global_step()))
+
+    def before_run(self, run_context):
+        if self._step % self._every_n_steps == 0:
+            return tf.compat.v1.train.SessionRunArgs(self._summary_op)
         return None
 
     def after_run(self, run_context, run_values):
         if run_values.results is not None:
-            first_step, start_time = self._since
-            duration = (time.time() - start_time) / (self.step + 1 - first_step)
-            loss_value = float(run_values.results)
-            progress.say(self._line(self.step, loss_value, duration))
-            self._record.losses[self.step] = loss_value
-            self._since = (self.step + 1, time.time())
-        super().after_run(run_context, run_values)
+            self._writer.add_summary(run_values.results, self._step)
+        self._step += 1
+
+    def end(self, session):
+        self._writer.flush()
 
 
-class FaultHook(_StepHook):
-    """Stops on a non-finite loss (naming the step, saving nothing) and, on
-    SIGTERM / SIGINT, asks the session to stop so the checkpoint hook's
-    ``end`` saves the step reached. Listed before the checkpoint hook: a NaN
-    step raises before that hook could save it."""
-
-    def __init__(self, global_step, loss, train_dir):
-        super().__init__(global_step)
-        self._loss = loss
-        self._train_dir = train_dir
-
-    def before_run(self, run_context):
-        return tf.compat.v1.train.SessionRunArgs(self._loss)
+class _StopSignalHook(tf.compat.v1.train.SessionRunHook):
+    """tfmech: SIGTERM / Ctrl-C end the loop cleanly, so the session's own
+    CheckpointSaverHook saves the step reached (``tfmech.faults``)."""
 
     def after_run(self, run_context, run_values):
-        faults.check_finite(
-            model.TOTAL_LOSS, float(run_values.results), self.step,
-            lambda: checkpoints.newest_intact(self._train_dir,
-                                              checkpoints.V1_PREFIX))
-        super().after_run(run_context, run_values)
         if faults.stop_requested() is not None:
             run_context.request_stop()
 
-
-class SummaryHook(_StepHook):
-    """Runs the summary ops with the training op every ``every_n_steps``."""
-
-    def __init__(self, graph, every_n_steps):
-        super().__init__(graph.global_step)
-        self._graph = graph
-        self._every_n_steps = every_n_steps
-        self._last = None
-
-    def after_create_session(self, session, coord):
-        super().after_create_session(session, coord)
-        self._last = (self.step, time.time())
-
-    def before_run(self, run_context):
-        if self.step % self._every_n_steps:
-            return None
-        return tf.compat.v1.train.SessionRunArgs(
-            self._graph.summary_ops, feed_dict={self._graph.summary_step: self.step})
-
-    def after_run(self, run_context, run_values):
-        if run_values.results is not None:
-            # Speed over the steps since the last record, this one included.
-            first_step, start_time = self._last
-            rate = (self.step + 1 - first_step) / max(time.time() - start_time,
-                                                      1e-9)
-            run_context.session.run(self._graph.speed_summary_ops, {
-                self._graph.summary_step: self.step,
-                self._graph.steps_per_sec: rate})
-            self._last = (self.step + 1, time.time())
-        super().after_run(run_context, run_values)
-
     def end(self, session):
-        session.run(self._graph.writer_flush)
+        self.final_step = int(session.run(tf.compat.v1.train.get_global_step()))
 
 
-class CheckpointHook(_StepHook):
-    """Saves ``model.ckpt-STEP`` every N seconds or steps, and at the end."""
-
-    def __init__(self, global_step, saver, train_dir, every_n_secs, every_n_steps):
-        super().__init__(global_step)
-        self._saver = saver
-        self._path = os.path.join(train_dir, checkpoints.V1_PREFIX)
-        self._timer = tf.compat.v1.train.SecondOrStepTimer(
-            every_secs=every_n_secs, every_steps=every_n_steps)
-        self._saved_step = None
-
-    def after_create_session(self, session, coord):
-        super().after_create_session(session, coord)
-        self._timer.update_last_triggered_step(self.step)
-        self._saved_step = self.step
-
-    def after_run(self, run_context, run_values):
-        super().after_run(run_context, run_values)
-        if self._timer.should_trigger_for_step(self.step):
-            self._save(run_context.session)
-
-    def end(self, session):
-        if self.step != self._saved_step:
-            self._save(session)
-
-    def _save(self, session):
-        with checkpoints.write_guard(os.path.dirname(self._path),
-                                     checkpoints.V1_PREFIX, self.step):
-            self._saver.save(session, self._path, global_step=self.step)
-        self._timer.update_last_triggered_step(self.step)
-        self._saved_step = self.step
+def _resume_from(train_dir, latest):
+    """tfmech: points the ``checkpoint`` state file at ``latest``, the newest
+    INTACT checkpoint, where the session's restore looks (a damaged newest
+    one would fail it, a damaged state file silently start at step 0)."""
+    if latest is not None and tf.train.latest_checkpoint(train_dir) != latest:
+        tf.compat.v1.train.update_checkpoint_state(
+            train_dir, os.path.basename(latest))
 
 
-def write_graph(train_dir, graph):
-    """Puts the training graph in ``train_dir`` for the Graphs tab.
+def _diverged(error, step, train_dir):
+    """A NaN/Inf loss or histogram as ``faults.Diverged``, or None."""
+    newest = checkpoints.newest_intact(train_dir, checkpoints.V1_PREFIX,
+                                       warn=False)
+    if isinstance(error, tf.compat.v1.train.NanLossDuringTrainingError):
+        return faults.NonFiniteLossError(model.TOTAL_LOSS, "nan", step, newest)
+    # TF's histogram summary refuses non-finite values ("Nan in summary
+    # histogram for: X", "Infinity in Histogram for: X").
+    match = re.search(r"(?:Nan|Infinity) in (?:summary )?histogram for: (\S+)",
+                      str(error), re.IGNORECASE)
+    if match:
+        return faults.NonFiniteSummaryError(match.group(1), step, newest)
+    return None
 
-    A FileWriter closed at once: its event file is complete before the
-    summary writer opens its own, so TensorBoard reads both.
-    """
-    file_writer = tf.compat.v1.summary.FileWriter(train_dir, graph)
-    file_writer.close()
+
+def _write_failed(error, train_dir):
+    """tfmech: a checkpoint the session's saver hook could not write (a full
+    disk, a file size limit) as one line, its half-written files removed;
+    None for any other error. The previous checkpoint stays the newest."""
+    problem = faults.write_failure(error)
+    if problem is None:
+        return None
+    pattern = os.path.join(train_dir, f"{checkpoints.V1_PREFIX}-*.tempstate*")
+    half_written = sorted(glob.glob(pattern))
+    for path in half_written:
+        os.remove(path)
+    which = (os.path.basename(half_written[0]).split(".data")[0]
+             if half_written else "a checkpoint")
+    newest = checkpoints.newest_intact(train_dir, checkpoints.V1_PREFIX,
+                                       warn=False)
+    kept = (f"the newest checkpoint is still {os.path.basename(newest)}"
+            if newest else "there is no earlier checkpoint")
+    return faults.WriteFailedError(
+        f"could not write checkpoint {which} in {train_dir}: {problem}; {kept}")
 
 
 def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
@@ -309,55 +337,56 @@ def run_training(hparams, batches_dir, train_dir, log_device_placement=False,
                                                     hparams.max_steps))
         record.final_step = record.start_step
         return record
-    with tf.Graph().as_default() as tf_graph:
-        writer = tf.summary.create_file_writer(train_dir)
-        graph = make_graph(hparams, paths, num_records, record.start_step,
-                           writer)
-        saver = tf.compat.v1.train.Saver(graph.canonical_variables(),
-                                         max_to_keep=MAX_TO_KEEP,
-                                         save_relative_paths=True)
-        # The newest INTACT checkpoint (tfmech.checkpoints.newest_intact),
-        # restored by the scaffold's init_fn; MonitoredTrainingSession's own
-        # checkpoint_dir restore would trust the state file, and a damaged
-        # one would silently start over at step 0.
-        scaffold = tf.compat.v1.train.Scaffold(
-            saver=saver, local_init_op=tf.group(
-                tf.compat.v1.local_variables_initializer(), graph.writer_init),
-            init_fn=None if latest is None else (
-                lambda _, session: saver.restore(session, latest)))
-        if latest is None:
-            write_graph(train_dir, tf_graph)
-        else:
-            progress.say(progress.resume_line(latest, record.start_step))
-        hooks = [
-            tf.compat.v1.train.StopAtStepHook(last_step=hparams.max_steps),
-            FaultHook(graph.global_step, graph.total_loss, train_dir),
-            LoggerHook(graph.global_step, graph.total_loss,
-                       hparams.log_frequency,
-                       progress.examples_step_line(hparams.batch_size), record),
-            SummaryHook(graph, hparams.save_summaries_steps),
-            CheckpointHook(graph.global_step, saver, train_dir,
-                           hparams.save_checkpoint_secs,
-                           hparams.save_checkpoint_steps),
-        ]
+    if latest is not None:
+        _resume_from(train_dir, latest)
+        progress.say(progress.resume_line(latest, record.start_step))
+    with tf.Graph().as_default():
+        graph = make_graph(hparams, paths, num_records, record.start_step)
+        # Checkpoints under the canonical names, so v2 and the original
+        # programs read them (and relative paths, so a train_dir can move).
+        scaffold = tf.compat.v1.train.Scaffold(saver=tf.compat.v1.train.Saver(
+            graph.canonical_variables(), max_to_keep=MAX_TO_KEEP,
+            save_relative_paths=True))
+        logger = _LoggerHook(graph.total_loss, hparams.batch_size,
+                             hparams.log_frequency, record)
+        stopper = _StopSignalHook()
         # Soft placement: an op a tower's GPU has no kernel for runs on the
         # CPU (the original multi-GPU program's setting).
         config = tf.compat.v1.ConfigProto(
             allow_soft_placement=True,
             log_device_placement=log_device_placement)
-        # No checkpoint_dir: the scaffold restores; every built-in saving
-        # hook is off (see the module docstring).
-        with tf.compat.v1.train.MonitoredTrainingSession(
-                checkpoint_dir=None, scaffold=scaffold, hooks=hooks,
-                save_checkpoint_secs=None, save_checkpoint_steps=None,
-                save_summaries_steps=None, save_summaries_secs=None,
-                log_step_count_steps=None, config=config) as session:
-            while not session.should_stop():
-                session.run(graph.train_op)
-        record.final_step = hooks[-1].step
-    # The checkpoint hook's end() saved the step reached.
+        try:
+            with tf.compat.v1.train.MonitoredTrainingSession(
+                    checkpoint_dir=train_dir, scaffold=scaffold,
+                    hooks=[tf.compat.v1.train.StopAtStepHook(
+                        last_step=hparams.max_steps), logger, _SummaryHook(
+                            train_dir, hparams.save_summaries_steps,
+                            tf.compat.v1.summary.merge_all())],
+                    # Run before the session's saver hook: a NaN step is
+                    # never saved, a stop signal is seen before it saves.
+                    chief_only_hooks=[tf.compat.v1.train.NanTensorHook(
+                        graph.total_loss), stopper],
+                    save_checkpoint_secs=hparams.save_checkpoint_secs,
+                    save_checkpoint_steps=hparams.save_checkpoint_steps,
+                    save_summaries_steps=None, save_summaries_secs=None,
+                    log_step_count_steps=hparams.save_summaries_steps,
+                    config=config) as mon_sess:
+                while not mon_sess.should_stop():
+                    mon_sess.run(graph.train_op)
+        except (tf.compat.v1.train.NanLossDuringTrainingError,
+                tf.errors.InvalidArgumentError) as error:
+            diverged = _diverged(error, logger.step, train_dir)
+            if diverged is None:
+                raise
+            raise diverged from None
+        except Exception as error:  # pylint: disable=broad-except
+            failed = _write_failed(error, train_dir)
+            if failed is None:
+                raise
+            raise failed from error
+        record.final_step = stopper.final_step
+    # The session's saver hook saved the step reached.
     faults.raise_if_stop_requested(
         record.final_step, lambda: os.path.join(
             train_dir, f"{checkpoints.V1_PREFIX}-{record.final_step}"))
     return record
-

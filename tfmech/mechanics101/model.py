@@ -3,8 +3,11 @@
 784 pixels -> hidden1 (ReLU) -> hidden2 (ReLU) -> 10 logits. The functions
 below are plain TensorFlow ops over a dict of variables keyed by canonical
 name, so the same code builds the v1 graph (train_v1.py) and runs inside the
-v2 tf.function (train_v2.py). The four entry points keep the original
-tutorial's names: ``inference``, ``loss``, ``training`` and ``evaluation``.
+v2 tf.function (train_v2.py). The entry points keep the original
+tutorial's names: ``inference``, ``loss`` and ``evaluation``. The original's
+fourth, ``training``, is each style's own and lives with its driver: TF1's
+``GradientDescentOptimizer.minimize`` in train_v1.py, a Keras ``SGD`` and
+``apply_gradients`` in train_v2.py (both ``w -= learning_rate * dL/dw``).
 """
 
 import math
@@ -79,23 +82,6 @@ def loss(logits, labels):
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                        logits=logits),
         name="xentropy_mean")
-
-
-def training(loss_value, learning_rate, global_step):
-    """v1: the op that applies one step of plain gradient descent.
-
-    ``minimize`` also increments ``global_step``, the counter the Saver
-    numbers its checkpoints by. The v2 driver takes the same step with
-    ``optimizer()`` below: both are ``w -= learning_rate * dL/dw``.
-    """
-    sgd = tf.compat.v1.train.GradientDescentOptimizer(learning_rate)
-    return sgd.minimize(loss_value, global_step=global_step)
-
-
-def optimizer(learning_rate):
-    """v2: the same gradient descent as ``training``, as a Keras optimizer."""
-    import keras  # Keras is only needed by the eager driver.
-    return keras.optimizers.SGD(learning_rate=learning_rate)
 
 
 def evaluation(logits, labels):

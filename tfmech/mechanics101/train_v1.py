@@ -33,6 +33,21 @@ def placeholder_inputs():
     return images, labels
 
 
+def training(loss_value, learning_rate, global_step):
+    """The op that takes one step of plain gradient descent on the loss.
+
+    As the original's ``training()``: it records the loss for TensorBoard,
+    and ``minimize`` both updates the weights and increments
+    ``global_step``, the counter the Saver numbers its checkpoints by.
+    """
+    # The loss as a scalar summary; merge_all will collect it.
+    tf.compat.v1.summary.scalar(summaries.LOSS, loss_value)
+    # w -= learning_rate * dL/dw for every trainable variable.
+    optimizer = tf.compat.v1.train.GradientDescentOptimizer(learning_rate)
+    # The gradients, their application and the step count, as one op.
+    return optimizer.minimize(loss_value, global_step=global_step)
+
+
 class Graph:
     """The ops of one Mechanics 101 graph, built by ``build_graph``."""
 
@@ -43,12 +58,10 @@ class Graph:
         self.global_step = variables.create_global_step()
         self.logits = model.inference(self.images, self.params)
         self.loss = model.loss(self.logits, self.labels)
-        # The original added this summary inside training(); it is the only
-        # summary of the graph, so merge_all returns just it.
-        tf.compat.v1.summary.scalar(summaries.LOSS, self.loss)
-        self.train_op = model.training(self.loss, hparams.learning_rate,
-                                       self.global_step)
+        self.train_op = training(self.loss, hparams.learning_rate,
+                                 self.global_step)
         self.eval_correct = model.evaluation(self.logits, self.labels)
+        # The loss summary training() added is the graph's only one.
         self.summary = tf.compat.v1.summary.merge_all()
         self.init = tf.compat.v1.global_variables_initializer()
 

@@ -1,23 +1,27 @@
 """Mechanics 101 in the TF2 style: eager variables, a tf.function step.
 
 The same network and the same batches as train_v1.py, but nothing is built
-ahead of time: variables are created directly, one training step is an
-ordinary Python function (forward pass under a GradientTape, gradients, an
-optimizer update) that ``tfmech.v2_loop.TrainLoop`` traces and runs many
-steps per call. Summaries go through ``tf.summary`` writers driven by Keras
-callbacks; a ``CheckpointManagerCallback`` writes ``ckpt-STEP`` with the
-optimizer and the step counter inside, so rerunning on the same train_dir
-resumes exactly where the last run stopped.
+ahead of time: variables are created directly, a Keras ``SGD`` optimizer is
+created once, and one training step is an ordinary Python function (the
+forward pass under a ``tf.GradientTape``, ``tape.gradient``,
+``optimizer.apply_gradients``) that ``tfmech.v2_loop.TrainLoop`` traces and
+runs many steps per call. There is one step counter, the optimizer's
+``iterations``, which ``apply_gradients`` advances: it is the run's global
+step, saved as ``global_step`` like v1's. Summaries go through
+``tf.summary`` writers driven by Keras callbacks; a
+``CheckpointManagerCallback`` writes ``ckpt-STEP`` with the weights and the
+step counter inside (all the state SGD has), so rerunning on the same
+train_dir resumes exactly where the last run stopped.
 
 Speed: the training split stays on the device (``tfmech.data.resident``)
 and each step gathers its batch there from the row indices the numpy
-``DataSet`` draws, so v1 and v2 still train on the same batches; the update
-is the very kernel v1's ``GradientDescentOptimizer`` runs. ``hparams.jit``
-compiles the whole k-step call with XLA.
+``DataSet`` draws, so v1 and v2 still train on the same batches.
+``hparams.jit`` compiles the whole k-step call with XLA.
 """
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,13 +44,16 @@ class Model:
     def __init__(self, hparams):
         self.params = variables.create_variables(
             model.variable_specs(hparams.hidden1, hparams.hidden2), hparams.seed)
-        self.global_step = variables.create_global_step()
-        self.learning_rate = hparams.learning_rate
-        self.optimizer = model.optimizer(hparams.learning_rate)
-        # Build the optimizer's own state now, outside any tf.function.
+        # The optimizer is created once, outside the step, and built here
+        # so its state exists before any tf.function traces the step.
+        self.optimizer = keras.optimizers.SGD(learning_rate=hparams.learning_rate)
         self.optimizer.build(list(self.params.values()))
-        self.checkpoint = checkpoints.v2_checkpoint(self.canonical_variables(),
-                                                    self.optimizer)
+        # One step counter: apply_gradients advances the optimizer's.
+        self.global_step = self.optimizer.iterations
+        # What v1's Saver writes: the weights and global_step. SGD keeps no
+        # other state, and leaving its learning-rate variable out keeps
+        # --learning_rate in force on a resumed run, as in v1.
+        self.checkpoint = checkpoints.v2_checkpoint(self.canonical_variables())
         images = tf.TensorSpec([None, model.IMAGE_PIXELS], tf.float32)
         labels = tf.TensorSpec([None], tf.int32)
         self._compiled_logits = tf.function(
@@ -56,29 +63,18 @@ class Model:
             input_signature=[images, labels])
 
     def canonical_variables(self):
-        """Canonical name -> variable, global_step included."""
+        """Canonical name -> variable, global_step (the optimizer's
+        ``iterations``) included."""
         return {**self.params, variables.GLOBAL_STEP: self.global_step}
 
     def train_step(self, images, labels):
-        """One step of gradient descent on one batch; returns its loss.
-
-        ``w -= learning_rate * dL/dw`` by ``ResourceApplyGradientDescent``,
-        the op v1's ``GradientDescentOptimizer`` builds: one op per variable
-        where ``optimizer.apply_gradients`` traces a dozen (learning-rate
-        reads, casts, per-variable bookkeeping), which measured 15% of the
-        step here. The Keras optimizer stays the checkpointed owner of the
-        update count, which it still advances.
-        """
+        """One step of gradient descent on one batch; returns its loss."""
         trainable = list(self.params.values())
         with tf.GradientTape() as tape:
             logits = model.inference(images, self.params)
             loss_value = model.loss(logits, labels)
         gradients = tape.gradient(loss_value, trainable)
-        rate = tf.constant(self.learning_rate, tf.float32)
-        for variable, gradient in zip(trainable, gradients):
-            tf.raw_ops.ResourceApplyGradientDescent(
-                var=variable.handle, alpha=rate, delta=gradient)
-        self.optimizer.iterations.assign_add(1)
+        self.optimizer.apply_gradients(zip(gradients, trainable))
         return {"loss": loss_value}
 
     def logits(self, images):
