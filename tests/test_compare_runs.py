@@ -91,7 +91,8 @@ def mechanics_runs(small_mnist_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mnist_summaries_runs(small_mnist_dir, tmp_path_factory):
-    """MNIST with summaries for 30 steps in both APIs (train/ and test/)."""
+    """MNIST with summaries for 30 steps in both APIs (train/ and test/):
+    v1 with TF1's summary ops and Adam, v2 with TF2's."""
     from tfmech.mnist_summaries import train_v1, train_v2
     from tfmech.mnist_summaries.hparams import HParams
     root = tmp_path_factory.mktemp("mnist_summaries")
@@ -280,17 +281,46 @@ def test_cifar10_global_step_per_sec_differs_when_not_ignored(cifar10_runs):
                          "global_step/sec, steps differ).")
 
 
-def test_mnist_with_summaries_v1_and_v2_match_everywhere(mnist_summaries_runs):
-    """Every tag, histograms and images included, at every step (the v1
-    train summaries run after the update, as v2's callbacks do)."""
+def test_mnist_with_summaries_v1_and_v2_match_with_normalize_tf1_tags(
+        mnist_summaries_runs):
+    """v1 writes TF1's tags (``accuracy_1``, ten image tags...), v2 the
+    canonical ones; normalized, every tag agrees at every step of these 30
+    (the two Adams part much later): scalars and the variables' histograms
+    within 1e-4, TF1's histograms compared by count, min and max.
+
+    The activations' extremes (logits up to ~16 here) differ by up to 7e-5
+    on this machine, a few millionths of their size, from the first
+    updates on: the absolute tolerance of the whole comparison is 1e-3 so
+    that another CPU's last bits cannot fail it.
+    """
     root = mnist_summaries_runs
-    result = compare(root / "v1", root / "v2")
+    plain = compare(root / "v1", root / "v2")
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    assert any("try --normalize_tf1_tags" in line
+               for line in plain.stdout.splitlines())
+    result = compare(root / "v1", root / "v2", "--normalize_tf1_tags",
+                     "--tolerance=1e-3")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     # Per run: 19 scalars, 8 histograms, 1 image card.
-    assert lines[-1] == "MATCH: 56 tags agree within 0.0001 at every step."
+    assert lines[-1] == "MATCH: 56 tags agree within 0.001 at every step."
+    assert "  accuracy_1 -> accuracy" in lines
+    assert ("  layer1/weights_1/summaries/mean_1 -> "
+            "layer1/weights/summaries/mean") in lines
     assert row(lines, "train", "accuracy")[4] == "27"
     assert row(lines, "test", "accuracy")[4] == "3"
+    assert row(lines, "train", "input_reshape/input")[4:6] == ["27", "pixels 0"]
+    rows = [cells(line) for line in lines if cells(line)[0] == "ok"]
+    assert len(rows) == 56
+    for columns in rows:
+        largest = max(float(part.split(" ")[-1])
+                      for part in columns[5].split(", "))
+        if columns[2] == "scalars" or "/summaries/" in columns[3]:
+            assert largest <= 1e-4, columns
+        if columns[2] == "histograms":
+            assert columns[7] == ("bucket layouts differ (TF1 vs TF2): "
+                                  "count, min, max compared"), columns
+            assert columns[5].startswith("count 0, "), columns
 
 
 # Runs that differ: exit 1, naming the tag and the first step.

@@ -1,10 +1,11 @@
-"""What the tutorial draws at every step, as a list of summary callbacks.
+"""What the tutorial draws at every step, as tfmech's summary callbacks.
 
-Both drivers use this one list. The v2 driver calls the callbacks after
-each step with the step's logs; the v1 driver calls their
-``summary_tensors``/``write_tensors`` once, while building the graph, with the same logs as
-graph tensors, which builds the summary ops the Session then runs. So a v1
-and a v2 run write the same tags by construction.
+The v2 driver traces them into its step functions (``record_in_graph``)
+with the step's logs; they write ``tf.summary`` ops under the canonical tags
+(``accuracy``, ``layer1/weights/summaries/mean``, ``input_reshape/input``...).
+The v1 driver writes the same summaries with the original's TF1 ops
+instead (``variable_summaries``, ``merge_all``), under the tags TF1 gives
+them.
 """
 
 from tfmech import summaries

@@ -1,28 +1,34 @@
-"""MNIST with summaries in the TF2 style: tf.function steps, callbacks.
+"""MNIST with summaries in the TF2 style: a tf.function step, a Keras
+optimizer, ``tf.summary`` writes under a writer.
 
 Every 10th iteration evaluates the whole test set and summarizes it into
 ``test/``; every other iteration trains one batch and summarizes it into
 ``train/``. Every 100th training iteration (i % 100 == 99) is also traced
 with ``tf.summary.trace_on``/``trace_export`` under the tag ``stepNNN``, the
-v2 counterpart of v1's full-trace run metadata.
+TF2 counterpart of v1's full-trace run metadata.
 
-The tutorial summarizes EVERY step, so the summary callbacks are not called
-from Python after each step (one dispatch per callback, each more than the
-step itself) but traced into the step function (``record_in_graph``), as the
-v1 graph builds the same callbacks' ops; a step and its summaries are one
-call. The splits stay on the device (``tfmech.data.resident``): a training
-step is given only its batch's row indices, drawn by the numpy ``DataSet``
-as v1 draws its batches, and the test pass copies nothing.
+The step is the TF2 guide's custom training loop: the forward pass under a
+``tf.GradientTape``, ``tape.gradient``, and ``apply_gradients`` of a
+``keras.optimizers.Adam`` created once, outside the step. The summaries
+are tfmech's Keras callbacks (step_summaries.py) writing ``tf.summary``
+ops under the canonical tags (``accuracy``, ``layer1/weights/summaries/mean``,
+``input_reshape/input``...). The tutorial summarizes EVERY step, so they are
+not called from Python after each step (one dispatch per callback, each more
+than the step itself) but traced into the step function
+(``record_in_graph``): a step and its summaries are one call. The splits
+stay on the device (``tfmech.data.resident``): a training step is given its
+batch's row indices, drawn by the numpy ``DataSet`` as v1 draws its
+batches, and the test pass copies nothing.
 """
 
 import os
 
+import keras
 import tensorflow as tf
 
 from tfmech import faults
 from tfmech import progress
 from tfmech import summaries
-from tfmech import variables
 from tfmech.callbacks import EmbeddingProjector
 from tfmech.data.resident import ResidentSplit
 from tfmech.mnist_summaries import model
@@ -31,8 +37,43 @@ from tfmech.mnist_summaries.step_summaries import step_summaries
 RUNS = ("train", "test")
 
 
+def pre_activations_tag(layer):
+    return f"{layer}/Wx_plus_b/pre_activations"
+
+
+def activations_tag(layer):
+    return f"{layer}/activations"
+
+
+def forward(params, images, labels, keep_prob, seed, step):
+    """The network on one batch, and what the tutorial draws of it.
+
+    Returns the step's logs: ``cross_entropy``, ``accuracy``, ``keep_prob``,
+    ``activations`` ({canonical tag: tensor} of each layer's
+    pre-activations and activations) and ``images`` ([batch, 28, 28, 1]).
+    """
+    activations = {}
+
+    def nn_layer(inputs, layer, act):
+        preactivate = model.wx_plus_b(inputs, params[f"{layer}/weights"],
+                                      params[f"{layer}/biases"])
+        outputs = act(preactivate)
+        activations[pre_activations_tag(layer)] = preactivate
+        activations[activations_tag(layer)] = outputs
+        return outputs
+
+    hidden1 = nn_layer(images, "layer1", tf.nn.relu)
+    dropped = model.dropout(hidden1, keep_prob, seed, step)
+    logits = nn_layer(dropped, "layer2", tf.identity)
+    return {"cross_entropy": model.cross_entropy(logits, labels),
+            "accuracy": model.accuracy(logits, labels),
+            "keep_prob": tf.convert_to_tensor(keep_prob, tf.float32),
+            "activations": activations,
+            "images": model.input_images(images)}
+
+
 class Model:
-    """The network's variables, optimizer and compiled train/test steps.
+    """The network's variables, its optimizer and compiled train/test steps.
 
     Args:
       data_sets: the splits; train and test are copied to the device.
@@ -42,10 +83,12 @@ class Model:
 
     def __init__(self, hparams, data_sets, writers):
         self.hparams = hparams
-        self.params = variables.create_variables(model.variable_specs(),
-                                                 hparams.seed)
-        # Its slots are created when the step is first traced.
-        self.optimizer = model.optimizer(hparams.learning_rate)
+        self.params = model.create_variables(hparams.seed)
+        self.trainable = list(self.params.values())
+        self.optimizer = keras.optimizers.Adam(hparams.learning_rate,
+                                               epsilon=model.ADAM_EPSILON)
+        # Its moments are created now, outside the tf.function.
+        self.optimizer.build(self.trainable)
         self.train_split = ResidentSplit(data_sets.train)
         # Scaled once: every test pass reads the whole split.
         self.test_images, self.test_labels = ResidentSplit(
@@ -54,11 +97,10 @@ class Model:
             writers[run], self.params, on=run,
             images_per_summary=hparams.images_per_summary) for run in RUNS}
         step = tf.TensorSpec([], tf.int64)
-        # No autograph: the model's only branch is an explicit tf.cond, and
-        # converting the code cost about a second of tracing. The batch size
-        # is part of the signature: with every shape known, the step's
-        # activations are summarized together with the small variables, by
-        # one set of ops (tfmech.summaries), not each by its own.
+        # No autograph: the model's only branch is an explicit tf.cond. The
+        # batch size is part of the signature: with every shape known, the
+        # step's activations are summarized together with the small
+        # variables, by one set of ops (tfmech.summaries), not each by its own.
         self.train_step = tf.function(
             self._train_step, autograph=False,
             input_signature=[tf.TensorSpec([hparams.batch_size], tf.int64), step])
@@ -66,82 +108,98 @@ class Model:
                                      input_signature=[step])
 
     def _train_step(self, indices, step):
-        """Forward with dropout on the rows ``indices`` of the training
-        split, one Adam update, the train summaries; returns the loss."""
+        """One batch with dropout: summaries, then one Adam update."""
         images, labels = self.train_split.gather(indices)
-        trainable = list(self.params.values())
         with tf.GradientTape() as tape:
-            logs = model.forward(images, labels, self.params,
-                                 self.hparams.dropout, self.hparams.seed, step)
-        gradients = tape.gradient(logs["cross_entropy"], trainable)
-        self.optimizer.apply_gradients(zip(gradients, trainable))
-        # After the update in program order, so (by tf.function's automatic
-        # control dependencies) the variable summaries read the updated
-        # weights, as v1's summary ops run after its training op.
-        self._summarize("train", step, logs)
+            logs = forward(self.params, images, labels, self.hparams.dropout,
+                           self.hparams.seed, step)
+        # Before the update in program order, so the variable summaries
+        # read the weights the step started from, as v1's do.
+        self.summarize("train", step, logs)
+        gradients = tape.gradient(logs["cross_entropy"], self.trainable)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable))
         return {"cross_entropy": logs["cross_entropy"]}
 
     def _test_step(self, step):
-        """Forward over the whole test split without dropout (keep
-        probability 1.0), no update, the test summaries; returns the
-        accuracy."""
-        logs = self.forward(self.test_images, self.test_labels, step)
-        self._summarize("test", step, logs)
+        """The whole test split without dropout, its summaries; no update."""
+        logs = self.evaluate(self.test_images, self.test_labels, step)
+        self.summarize("test", step, logs)
         return {"accuracy": logs["accuracy"]}
 
-    def forward(self, images, labels, step):
-        """The evaluation forward pass (keep probability 1.0) and its logs."""
-        return model.forward(images, labels, self.params, 1.0,
-                             self.hparams.seed, step)
+    def evaluate(self, images, labels, step):
+        """The forward pass with keep probability 1.0, and its logs."""
+        return forward(self.params, images, labels, 1.0, self.hparams.seed,
+                       step)
 
-    def _summarize(self, run, step, logs):
+    def summarize(self, run, step, logs):
+        """The run's summary callbacks, as ops of the step being traced."""
         for callback in self.summaries[run]:
             callback.record_in_graph(step, logs)
 
 
-def run_training(hparams, data_sets, summaries_dir):
-    """Runs the tutorial's loop; returns a RunRecord of test accuracies."""
-    record = progress.RunRecord()
-    writers = {run: summaries.create_file_writer(os.path.join(summaries_dir, run))
-               for run in RUNS}
+def train(hparams, data_sets, writers, edge):
+    """Runs the tutorial's loop over the compiled steps."""
     net = Model(hparams, data_sets, writers)
     write_graph(net, writers["train"], hparams.batch_size)
 
     for i in range(hparams.max_steps):
-        # No checkpoints in this program (as the original): a stop signal
-        # ends it with the event files flushed.
-        faults.raise_if_stop_requested(i, lambda: flush_all(writers))
+        edge.before_step(i)
         step = tf.constant(i, tf.int64)
-        if i % hparams.test_every == 0:
-            accuracy = net.test_step(step)["accuracy"].numpy()
-            record.accuracies[i] = float(accuracy)
-            progress.say(progress.accuracy_line(i, accuracy))
-        else:
+        if i % hparams.test_every == 0:  # Record test-set summaries and accuracy
+            acc = net.test_step(step)["accuracy"].numpy()
+            progress.say(progress.accuracy_line(i, acc))
+            edge.tested(i, acc)
+        else:  # Record train-set summaries, and train
             indices = data_sets.train.next_batch_indices(hparams.batch_size)
-            traced = i % hparams.trace_every == hparams.trace_every - 1
-            if traced:
+            if i % hparams.trace_every == hparams.trace_every - 1:  # Record execution stats
                 tf.summary.trace_on(graph=True, profiler=False)
-            logs = net.train_step(indices, step)
-            if traced:
+                logs = net.train_step(indices, step)
                 with writers["train"].as_default():
                     tf.summary.trace_export(name="step%03d" % i, step=i)
-            # The summaries of a NaN step are written already (a NaN
-            # histogram is written as such, tfmech.summaries.histogram).
-            faults.check_finite(model.CROSS_ENTROPY,
-                                float(logs[model.CROSS_ENTROPY]), i,
-                                lambda: None)
+            else:
+                logs = net.train_step(indices, step)
+            edge.trained(i, logs["cross_entropy"])
+    return net
+
+
+class LoopEdge:
+    """What tfmech adds around the tutorial's loop, out of its lines: stop
+    signals, the divergence check, the record of accuracies the tests read."""
+
+    def __init__(self, writers):
+        self.writers = writers
+        self.record = progress.RunRecord()
+
+    def before_step(self, i):
+        """No checkpoints in this program (as the original): a stop signal
+        ends it with the event files flushed."""
+        faults.raise_if_stop_requested(i, self.flush)
+
+    def tested(self, i, accuracy):
+        self.record.accuracies[i] = float(accuracy)
+
+    def trained(self, i, loss):
+        """The summaries of a NaN step are written already (a NaN histogram
+        stops the step with its own error, tfmech.summaries.histogram)."""
+        faults.check_finite(model.CROSS_ENTROPY, float(loss), i, lambda: None)
+
+    def flush(self):
+        for writer in self.writers.values():
+            writer.flush()
+
+
+def run_training(hparams, data_sets, summaries_dir):
+    """Runs the tutorial's program; returns a RunRecord of test accuracies."""
+    writers = {run: summaries.create_file_writer(os.path.join(summaries_dir, run))
+               for run in RUNS}
+    edge = LoopEdge(writers)
+    net = train(hparams, data_sets, writers, edge)
     if hparams.projector:
         write_projector(net, data_sets.test, summaries_dir)
     for writer in writers.values():
         writer.close()
-    record.final_step = hparams.max_steps
-    return record
-
-
-def flush_all(writers):
-    """Before stopping: no checkpoint to save, just the events."""
-    for writer in writers.values():
-        writer.flush()
+    edge.record.final_step = hparams.max_steps
+    return edge.record
 
 
 def write_projector(net, test, summaries_dir):
@@ -149,15 +207,14 @@ def write_projector(net, test, summaries_dir):
     test digits, into the train run for TensorBoard's Projector tab."""
     hparams = net.hparams
     count = hparams.projector_examples
-    logs = net.forward(test.images[:count], test.labels[:count],
-                       tf.constant(hparams.max_steps, tf.int64))
+    logs = net.evaluate(test.images[:count], test.labels[:count],
+                        tf.constant(hparams.max_steps, tf.int64))
     projector = EmbeddingProjector(
         os.path.join(summaries_dir, "train"), labels=test.labels[:count],
         sprite_images=logs["images"],
-        name=model.activations_tag(hparams.projector_layer))
+        name=activations_tag(hparams.projector_layer))
     projector.on_train_end({
-        "embedding": logs["activations"][
-            model.activations_tag(hparams.projector_layer)],
+        "embedding": logs["activations"][activations_tag(hparams.projector_layer)],
         "global_step": hparams.max_steps})
 
 
