@@ -581,24 +581,3 @@ def test_a_histogram_of_nan_values_names_its_tag_and_step(tmp_path):
             with pytest.raises(tf.errors.InvalidArgumentError) as error:
                 session.run(op, {values: bad})
     assert faults.non_finite_histogram(error.value) == ("w/graph", 11)
-
-
-def test_recordings_skip_grappler_and_give_the_thread_its_options_back():
-    """The callbacks' functions are instantiated without Grappler (their
-    first recording is then about 1 s shorter for a 140-variable model), and
-    the thread's function options are the very same object afterwards,
-    even after an error, so fit's own function is not re-instantiated."""
-    from tensorflow.core.protobuf import config_pb2
-    from tensorflow.python.eager import context
-    from tfmech.callbacks import base
-    eager = context.context()
-    before = eager.function_call_options
-    with pytest.raises(RuntimeError, match="inside"):
-        with base.functions_called_unoptimized():
-            inside = config_pb2.ConfigProto.FromString(
-                eager.function_call_options.config_proto_serialized)
-            raise RuntimeError("inside")
-    assert inside.graph_options.rewrite_options.disable_meta_optimizer
-    assert eager.function_call_options is before
-    assert not config_pb2.ConfigProto.FromString(
-        before.config_proto_serialized).graph_options.rewrite_options.disable_meta_optimizer

@@ -243,41 +243,25 @@ def check_port_free(cluster):
 
 def make_strategy(devices, cluster=None, wait_secs=DEFAULT_WAIT_SECS):
     """MirroredStrategy over ``devices``, or a MultiWorkerMirroredStrategy
-    joining ``cluster``, waiting at most ``wait_secs`` for every worker.
+    joining ``cluster``.
 
-    The multi-worker wait is TensorFlow's coordination service with its
-    registration barrier on: without it, a worker whose peer never starts
-    blocks forever (and, holding the GIL inside TensorFlow, cannot be
-    interrupted from Python). A missing worker raises ClusterError naming
-    it.
+    MultiWorkerMirroredStrategy configures its coordination service itself
+    (no public API bounds its registration): a worker whose peer never
+    starts blocks inside TensorFlow, holding the GIL, so neither a Python
+    timer nor SIGTERM ends it (only SIGKILL). ``wait_secs`` only names the
+    wait in the error when TensorFlow itself gives up (a DeadlineExceeded
+    or Unavailable error), which raises ClusterStartError naming the
+    missing workers.
     """
     import tensorflow as tf
     if cluster is None:
         return tf.distribute.MirroredStrategy(devices)
     check_port_free(cluster)
     os.environ[TF_CONFIG] = cluster.to_json()
-    _configure_coordination(cluster, wait_secs)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as error:
         raise ClusterStartError(startup_failure(cluster, error, wait_secs)) from None
-
-
-def _configure_coordination(cluster, wait_secs):
-    """The coordination service MultiWorkerMirroredStrategy would configure
-    itself (it keeps one already set), with a bounded registration."""
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.eager import context
-    chief_job = "chief" if "chief" in cluster.jobs else "worker"
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=f"/job:{chief_job}/replica:0/task:0",
-        cluster_register_timeout_in_ms=int(wait_secs * 1000),
-        coordinated_jobs=[
-            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(tasks))
-            for job, tasks in cluster.jobs.items()])
-    # Only with the barrier does the registration timeout bound the wait.
-    context.context().coordination_service.cluster_register_with_barrier = True
 
 
 _TASK = re.compile(r"/job:\w+/replica:\d+/task:\d+")
@@ -326,13 +310,16 @@ def _multi_worker(strategy):
 
 
 def is_chief(strategy):
-    """Whether this process writes the summaries and the real checkpoints."""
+    """Whether this process writes the summaries and the real checkpoints:
+    the ``chief`` task, or worker 0 of a cluster without one (TensorFlow's
+    rule for MultiWorkerMirroredStrategy)."""
     if not _multi_worker(strategy):
         return True
-    from tensorflow.python.distribute import multi_worker_util
     resolver = strategy.cluster_resolver
-    return multi_worker_util.is_chief(resolver.cluster_spec(),
-                                      resolver.task_type, resolver.task_id)
+    if resolver.task_type == "chief":
+        return True
+    return ("chief" not in resolver.cluster_spec().jobs
+            and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
 @contextlib.contextmanager
