@@ -6,7 +6,7 @@
 
 One panel per tag; in each, one curve per run that has the tag, e.g. the
 ``v1/test`` and ``v2/test`` runs of MNIST with summaries. Runs are found and
-read as TensorBoard finds and reads them (``tfmech.event_files``): every
+read as TensorBoard finds and reads them (``tfmech.tools.event_files``): every
 directory under ``--logdir`` holding an event file is a run named by its
 relative path, and tf.compat.v1 and TF2 summaries are read alike. Give
 ``--logdir`` several times to overlay runs of different log directories
@@ -80,7 +80,7 @@ def find_runs(logdirs, runs_pattern):
     """{run label: run directory} over every ``--logdir``; labels are the
     run names TensorBoard shows, prefixed with the log directory's name
     when there are several."""
-    from tfmech import event_files
+    from tfmech.tools import event_files
     pattern = compile_runs_pattern(runs_pattern)
     found = {}
     for logdir in logdirs:
@@ -130,7 +130,7 @@ def read_scalars(run_dirs, normalize_tf1_tags):
     """{run: {tag: [(step, value)]}} of every scalar summary, and
     {run: {tag: kind}} of the others (to say what a non-scalar tag is).
     A step written twice keeps its last value, as TensorBoard shows it."""
-    from tfmech import console, event_files
+    from tfmech.cli import console, event_files
     # TensorBoard's tensor reader imports TensorFlow when it is installed:
     # import it first, without its start-up lines (see main).
     console.import_tensorflow()
@@ -215,7 +215,7 @@ def plot_runs(logdirs, tags_text, out, runs=None, normalize_tf1_tags=False,
 
 def main(argv=None):
     args = parse_args(argv)
-    from tfmech import console
+    from tfmech.cli import console
     console.configure()  # TensorFlow's start-up lines hidden, as in binaries
     try:
         drawn = plot_runs(args.logdir, args.tags, args.out, args.runs,

@@ -175,10 +175,10 @@ def check_arguments(args):
 
 
 def find_runs(logdir, runs_pattern=""):
-    """TensorBoard's runs under ``logdir`` (as ``tfmech.event_files`` finds
+    """TensorBoard's runs under ``logdir`` (as ``tfmech.tools.event_files`` finds
     them); an error names the directory when there is none, or the
     ``--runs`` filter when it matches none."""
-    from tfmech import event_files
+    from tfmech.tools import event_files
     if not os.path.isdir(logdir):
         raise ScreenshotError(f"--logdir {logdir} does not exist or is not a "
                               f"directory")
@@ -314,7 +314,7 @@ def capture(driver, url, dashboard, out, timeout_secs):
 
 def screenshot(args):
     """Everything, in order: checks, TensorBoard, browser, picture."""
-    from tfmech import tensorboard_server
+    from tfmech.tools import tensorboard_server
     check_arguments(args)
     runs = find_runs(args.logdir, args.runs)
     programs = browser_programs()

@@ -3,10 +3,10 @@
 v1 summaries (``simple_value`` scalars, v1 histograms/images) are migrated to
 their TF2 form with TensorBoard's own ``data_compat``, so one reader sees v1
 and v2 runs alike: (tag, plugin kind, step, value). The reading itself is
-``tfmech.event_files``, which ``compare_runs`` uses too.
+``tfmech.tools.event_files``, which ``compare_runs`` uses too.
 """
 
-from tfmech.event_files import all_events, event_files, values  # noqa: F401
+from tfmech.tools.event_files import all_events, event_files, values  # noqa: F401
 
 
 def tag_kinds(run_dir):

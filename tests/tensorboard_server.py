@@ -1,6 +1,6 @@
 """A real ``tensorboard --logdir`` on 127.0.0.1 for the tests that say so.
 
-The server itself is ``tfmech.tensorboard_server`` (scripts use it too);
+The server itself is ``tfmech.tools.tensorboard_server`` (scripts use it too);
 here a server that fails to start fails the test with its stderr.
 """
 
@@ -8,9 +8,9 @@ import contextlib
 
 import pytest
 
-from tfmech.tensorboard_server import (  # noqa: F401  (re-exported)
+from tfmech.tools.tensorboard_server import (  # noqa: F401  (re-exported)
     TensorBoardError, free_port, get_json)
-from tfmech import tensorboard_server
+from tfmech.tools import tensorboard_server
 
 
 @contextlib.contextmanager

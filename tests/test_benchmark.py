@@ -1,4 +1,4 @@
-"""tfmech.benchmark: the harness (order, ratios, JSON), not the numbers.
+"""benchmarks.benchmark: the harness (order, ratios, JSON), not the numbers.
 
 One real run of one small case in a fresh process checks the end-to-end
 path (child process, result line, table, JSON file); the rest drives the
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tfmech import benchmark
+from benchmarks import benchmark
 
 
 def case(name, group="g", higher_is_better=True):
@@ -23,7 +23,7 @@ def case(name, group="g", higher_is_better=True):
 def test_one_case_in_a_fresh_process_writes_the_table_and_json(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "tfmech.benchmark", "--quick", "--cases=matmul",
+        [sys.executable, "-m", "benchmarks.benchmark", "--quick", "--cases=matmul",
          f"--out={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "matmul" in done.stdout and "GFLOP/s" in done.stdout

@@ -84,7 +84,7 @@ EXPECTED_TRAIN_TAGS = {"v1": expected_v1_train_tags, "v2": expected_train_tags}
 def canonical_scalars(run_dir):
     """``events.scalars`` under the tags TF2 writes (v1's TF1 tags through
     ``compare_runs --normalize_tf1_tags``'s renaming; v2's are unchanged)."""
-    from tfmech.event_files import canonical_tf1_tag
+    from tfmech.tools.event_files import canonical_tf1_tag
     return {canonical_tf1_tag(tag): points
             for tag, points in events.scalars(run_dir).items()}
 
@@ -204,7 +204,7 @@ def test_v2_writes_the_canonical_tags_and_v1_tf1s_own(small_runs):
 
 
 def test_normalized_v1_tags_are_the_v2_tags():
-    from tfmech.event_files import canonical_tf1_tag, image_card
+    from tfmech.tools.event_files import canonical_tf1_tag, image_card
     renamed = {(canonical_tf1_tag(image_card(tag)[0] if kind == "images"
                                   else tag), kind)
                for tag, kind in expected_v1_train_tags()}

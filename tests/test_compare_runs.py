@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from tests import events
 from tests.conftest import REPO
-from tfmech import run_comparison
-from tfmech import event_files
+from tfmech.tools import run_comparison
+from tfmech.tools import event_files
 from tfmech import summaries
 from tfmech.data import mnist
 

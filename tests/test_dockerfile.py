@@ -42,7 +42,7 @@ from packaging.requirements import Requirement
 
 from tests.conftest import REPO
 from tfmech import data as tfmech_data
-from tfmech import event_files
+from tfmech.tools import event_files
 
 DOCKERFILE = REPO / "Dockerfile.gpu"
 IMAGE_TAG_IN_README = "tfmech-gpu"

@@ -122,7 +122,7 @@ def test_sigterm_saves_the_step_reached_and_the_rerun_resumes_there(
     assert int(match.group(2)) == step > 200
     assert global_step(str(train_dir / f"{PREFIX[api]}-{step}")) == step
     # The event file was flushed: every logged loss up to the stop is there.
-    from tfmech import event_files
+    from tfmech.tools import event_files
     logged = sorted(s for tag, _, s, _ in event_files.values(str(train_dir))
                     if tag == "loss")
     assert logged == list(range(0, step, 100))
@@ -169,7 +169,7 @@ def test_sigterm_ends_mnist_with_summaries_with_its_event_files_flushed(
         binary.last_error_line())
     assert match, binary.output()
     step = int(match.group(1))
-    from tfmech import event_files
+    from tfmech.tools import event_files
     tested = sorted({s for tag, _, s, _ in event_files.values(
         str(summaries_dir / "test")) if tag == "accuracy"})
     assert tested == list(range(0, step, 10))
@@ -227,7 +227,7 @@ def test_cifar10_stops_on_a_non_finite_loss(api, small_cifar10_dir, tmp_path):
     logits at the first step after it."""
     import tensorflow as tf
     from tfmech import checkpoints
-    from tfmech import init_checkpoint
+    from tfmech.cli import init_checkpoint
     from tfmech.cifar10 import model
     first = tmp_path / "first"
     result = run("cifar10_train", *cifar(api, first, small_cifar10_dir, 5))
@@ -591,7 +591,7 @@ def complete_records(path):
 def test_a_truncated_event_file_is_read_up_to_the_cut_after_a_resume(
         api, small_mnist_dir, tmp_path):
     from tensorboard.backend.event_processing import event_file_loader
-    from tfmech import event_files
+    from tfmech.tools import event_files
     train_dir = tmp_path / "train"
     result = run(FCF, *mechanics(api, train_dir, small_mnist_dir, 1000))
     assert result.returncode == 0, result.output()

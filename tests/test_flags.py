@@ -1,4 +1,4 @@
-"""tfmech.flags' output-directory check, in process (the binaries' own
+"""tfmech.cli.flags' output-directory check, in process (the binaries' own
 one-line errors are tested end to end in test_binaries.py)."""
 
 import errno
@@ -7,7 +7,7 @@ import os
 import pytest
 from absl.testing import flagsaver
 
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 
 tfmech_flags.define_output_dir("test_output_dir", "/tmp/unused",
                                "An output directory for these tests.")

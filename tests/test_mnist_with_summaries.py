@@ -15,7 +15,7 @@ import pytest
 from tests import events
 from tests.tensorboard_server import get_json, serving
 from tests.conftest import REPO
-from tfmech import event_files
+from tfmech.tools import event_files
 from tfmech.data import mnist
 from tfmech.mnist_summaries import train_v1
 from tfmech.mnist_summaries import train_v2

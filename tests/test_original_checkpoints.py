@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tests.conftest import REPO
 from tfmech import checkpoints
-from tfmech import init_checkpoint
+from tfmech.cli import init_checkpoint
 from tfmech.checkpoints import CheckpointMismatchError
 from tfmech.cifar10 import eval_v1 as cifar10_eval_v1
 from tfmech.cifar10 import eval_v2 as cifar10_eval_v2

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.tensorboard_server import serving
-from tfmech import tensorboard_server
+from tfmech.tools import tensorboard_server
 
 SCRIPT = REPO / "scripts" / "tensorboard_screenshot.py"
 RUNS = {"v1/train", "v1/test", "v2/train", "v2/test"}

@@ -1,14 +1,12 @@
 """Every code snippet a tutorial page quotes still appears in its source.
 
-Convention (stated in CONTRIBUTING.md): a ```` ```python ```` block in
-``tutorials/*.md`` that quotes tfmech's code starts with a comment naming
-the file, ``# tfmech/mechanics101/train_v2.py``. A line that is only
-``...`` or ``# ...`` marks omitted lines. Each run of lines between
-omissions must appear in the named file as consecutive lines, in the order
-the snippet gives them (indentation aside: a quoted method is shown
-dedented). A block without such a header is an example for the reader
-(e.g. a user's own code) and is not checked, but at least one block per
-page must be a checked quote.
+Convention: a ```` ```python ```` block in ``tutorials/*.md`` quotes the
+source file the page named last before it (in backticks,
+`` `tfmech/mechanics101/train_v2.py` ``), or the file a first-line comment
+names (``# tfmech/mechanics101/train_v2.py``). A line that is only ``...``
+or ``# ...`` marks omitted lines. Each run of lines between omissions must
+appear in that file as consecutive lines, in the order the snippet gives
+them (indentation aside: a quoted method is shown dedented).
 """
 
 import pathlib
@@ -19,21 +17,26 @@ import pytest
 from tests.conftest import REPO
 
 PAGES = sorted((REPO / "tutorials").glob("*.md"))
-HEADER = re.compile(r"#\s*((?:tfmech|scripts|benchmarks)/[\w/]+\.py)\s*$")
+SOURCE = r"((?:tfmech|scripts|benchmarks)/[\w/]+\.py)"
+HEADER = re.compile(r"#\s*" + SOURCE + r"\s*$")
+NAMED = re.compile(r"`" + SOURCE + r"`")
 ELISION = {"...", "# ..."}
 
 
 def python_blocks(text):
-    """The ```python blocks of a page: [(first line number, [lines])]."""
-    blocks, current, start = [], None, 0
+    """The ```python blocks of a page: [(first line number, the source file
+    named last before the block or None, [lines])]."""
+    blocks, current, start, named = [], None, 0, None
     for number, line in enumerate(text.splitlines(), 1):
         if current is None and line.strip() == "```python":
             current, start = [], number + 1
         elif current is not None and line.strip() == "```":
-            blocks.append((start, current))
+            blocks.append((start, named, current))
             current = None
         elif current is not None:
             current.append(line)
+        else:
+            named = (NAMED.findall(line) or [named])[-1]
     return blocks
 
 
@@ -69,19 +72,21 @@ def find_in_order(runs, source_lines):
 
 
 def checked_quotes(page):
-    """(line number, source path, runs) of each headed block of ``page``."""
+    """(line number, source path, runs) of each python block of ``page``."""
     quotes = []
-    for start, lines in python_blocks(page.read_text(encoding="utf-8")):
+    for start, named, lines in python_blocks(page.read_text(encoding="utf-8")):
         match = HEADER.match(lines[0].strip()) if lines else None
         if match:
-            quotes.append((start, match.group(1), quoted_runs(lines[1:])))
+            named, lines = match.group(1), lines[1:]
+        assert named, f"{page.name}:{start}: a python block names no source file"
+        quotes.append((start, named, quoted_runs(lines)))
     return quotes
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.stem)
 def test_every_quoted_snippet_is_in_the_file_it_names(page):
     quotes = checked_quotes(page)
-    assert quotes, f"{page.name} quotes no code with a '# tfmech/...py' header"
+    assert quotes, f"{page.name} quotes no code"
     for line_number, source, runs in quotes:
         path = REPO / source
         assert path.is_file(), f"{page.name}:{line_number} names {source}, which does not exist"

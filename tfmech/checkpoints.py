@@ -17,7 +17,7 @@ name='avg')`` applied to the loss tensors: ``total_loss/avg``).
 
 ``Entry`` describes one variable a pipeline's checkpoint holds (a layout is
 a list of them), so a checkpoint from elsewhere can be checked before it is
-used; see ``tfmech.init_checkpoint``.
+used; see ``tfmech.cli.init_checkpoint``.
 """
 
 import contextlib

@@ -13,7 +13,7 @@ lines are hidden; -v 0 shows them.
 from absl import app
 from absl import flags
 
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 from tfmech.cifar10.hparams import EvalParams
 
 FLAGS = flags.FLAGS

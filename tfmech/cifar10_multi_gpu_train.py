@@ -33,7 +33,7 @@ from absl import app
 from absl import flags
 
 from tfmech import cifar10_train
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 
 FLAGS = flags.FLAGS
 PROGRAM = "cifar10_multi_gpu_train"
@@ -115,7 +115,7 @@ def main(argv):
     tfmech_flags.start_tensorflow()
     import tensorflow as tf
     from tfmech import distribute
-    from tfmech import init_checkpoint
+    from tfmech.cli import init_checkpoint
     from tfmech.checkpoints import CheckpointMismatchError
     from tfmech.cifar10 import model
     try:

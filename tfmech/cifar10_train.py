@@ -13,7 +13,7 @@ shows them.
 from absl import app
 from absl import flags
 
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 from tfmech.cifar10.hparams import HParams
 
 FLAGS = flags.FLAGS
@@ -66,7 +66,7 @@ def main(argv):
     hparams = hparams_from_flags()
     batches_dir = tfmech_flags.read_cifar10_or_exit(PROGRAM)
     driver = tfmech_flags.driver_module("cifar10")
-    from tfmech import init_checkpoint
+    from tfmech.cli import init_checkpoint
     from tfmech.checkpoints import CheckpointMismatchError
     from tfmech.cifar10 import model
     try:

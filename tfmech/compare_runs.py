@@ -38,8 +38,9 @@ import sys
 from absl import app
 from absl import flags
 
-from tfmech import flags as tfmech_flags
-from tfmech.run_comparison import DEFAULT_IGNORE_TAGS, UsageError, run
+from tfmech.cli import console
+from tfmech.cli import flags as tfmech_flags
+from tfmech.tools.run_comparison import DEFAULT_IGNORE_TAGS, UsageError, run
 
 PROGRAM = "compare_runs"
 FLAGS = flags.FLAGS
@@ -85,7 +86,8 @@ def main(argv):
         status = run(positional[0], positional[1], tolerance=FLAGS.tolerance,
                      tags=FLAGS.tags, ignore_tags=FLAGS.ignore_tags,
                      normalize_tf1_tags=FLAGS.normalize_tf1_tags,
-                     plot=FLAGS.plot)
+                     plot=FLAGS.plot,
+                     on_checked=console.import_tensorflow)
     except UsageError as error:
         usage_error(error)
     sys.exit(status)

@@ -11,7 +11,7 @@ shows them.
 from absl import app
 from absl import flags
 
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 from tfmech.mechanics101.hparams import HParams
 
 FLAGS = flags.FLAGS
@@ -56,7 +56,7 @@ def main(argv):
     hparams = hparams_from_flags()
     data_sets = tfmech_flags.read_mnist_or_exit(PROGRAM)
     driver = tfmech_flags.driver_module("mechanics101")
-    from tfmech import init_checkpoint
+    from tfmech.cli import init_checkpoint
     from tfmech.checkpoints import CheckpointMismatchError
     from tfmech.mechanics101 import model
     try:

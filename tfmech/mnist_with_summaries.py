@@ -14,7 +14,7 @@ import os
 from absl import app
 from absl import flags
 
-from tfmech import flags as tfmech_flags
+from tfmech.cli import flags as tfmech_flags
 from tfmech.mnist_summaries.hparams import HParams
 
 FLAGS = flags.FLAGS

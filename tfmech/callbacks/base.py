@@ -309,9 +309,8 @@ class PeriodicSummary(keras.callbacks.Callback):
         return self._write_from_model[1]
 
     def record_in_graph(self, step, logs):
-        """Builds this callback's summary ops for ``logs`` into the graph
-        being built: a tf.compat.v1 graph (``in_graph.build_summary_ops``)
-        or the caller's own tf.function.
+        """Builds this callback's summary ops for ``logs`` into the caller's
+        own tf.function (the graph being traced).
 
         For a loop that records at every step (MNIST with summaries) a
         recording per Keras hook is a separate call, dispatched from Python,

@@ -1,6 +1,6 @@
 """Measures tfmech's pipelines in both APIs, with ratios taken in one run.
 
-    python -m tfmech.benchmark [--quick] [--out=FILE.json] [--cases=a,b,...]
+    python -m benchmarks.benchmark [--quick] [--out=FILE.json] [--cases=a,b,...]
         [--rounds=N] [--mnist_dir=...] [--cifar10_dir=...]
 
 On a shared machine an absolute number means little: another process can
@@ -143,7 +143,7 @@ def _mnist(paths, seed=0):
 
 def _quiet():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfmech import console
+    from tfmech.cli import console
     console.configure(None)
     console.import_tensorflow()
 
@@ -640,7 +640,7 @@ LIMITS = [
 
 def run_child(case, quick, paths):
     """Runs ``case`` in a fresh interpreter; returns its result dict."""
-    command = [sys.executable, "-m", "tfmech.benchmark", f"--child={case.name}",
+    command = [sys.executable, "-m", "benchmarks.benchmark", f"--child={case.name}",
                f"--workdir={paths.workdir}", f"--mnist_dir={paths.mnist_dir}",
                f"--cifar10_dir={paths.cifar10_dir}"]
     if quick:
@@ -824,7 +824,7 @@ def main(argv):
     report["machine"] = machine()
     report["quick"] = FLAGS.quick
     report["seconds"] = time.perf_counter() - start
-    report["command"] = " ".join(["python -m tfmech.benchmark"] + sys.argv[1:])
+    report["command"] = " ".join(["python -m benchmarks.benchmark"] + sys.argv[1:])
     print()
     print(format_report(report))
     print(f"\n{report['machine']['cpus']} CPUs ({report['machine']['cpu_model']}), "

@@ -7,7 +7,7 @@ command line, so a bad value stops the program with a usage error before
 any data is read or any file is written.
 
 The flags are defined here, so absl counts them as this module's; every
-binary calls ``flags.adopt_module_key_flags(tfmech.flags)`` so that its
+binary calls ``flags.adopt_module_key_flags(tfmech.cli.flags)`` so that its
 ``--help`` lists them (absl's short help shows only the main module's key
 flags), together with absl's ``-v``/``--verbosity``, declared key below
 because it is how a user brings TensorFlow's log lines back.
@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 from absl import logging  # noqa: F401  (defines --verbosity)
 
-from tfmech import console
+from tfmech.cli import console
 from tfmech.data import default_data_dir
 
 flags.declare_key_flag("verbosity")
@@ -313,7 +313,7 @@ def guarded_training(program, output_flag="train_dir", lock=True):
     foreign or damaged directory, a full disk or a file-size limit.
     """
     from tfmech import faults
-    from tfmech import train_dir_lock
+    from tfmech.cli import train_dir_lock
     from tfmech.checkpoints import CheckpointMismatchError
     path = flags.FLAGS[output_flag].value
     try:

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 
-from tfmech import console
-from tfmech import event_files
+from tfmech.tools import event_files
 
-EXIT_MATCH, EXIT_DIFFERENT = 0, 1  # usage errors: tfmech.flags.EXIT_USAGE
+EXIT_MATCH, EXIT_DIFFERENT = 0, 1  # usage errors: tfmech.cli.flags.EXIT_USAGE
 KINDS = ("scalars", "histograms", "images")
 DEFAULT_IGNORE_TAGS = r"(^|/)global_step/sec$"
 
@@ -493,10 +492,12 @@ def plot_scalars(path, side_a, side_b, comparison):
 
 def run(run_a, run_b, tolerance=1e-4, tags=None,
         ignore_tags=DEFAULT_IGNORE_TAGS, normalize_tf1_tags=False, plot=None,
-        out=sys.stdout):
+        out=sys.stdout, on_checked=None):
     """Compares, prints the report, plots; returns the exit status.
 
     Raises UsageError for bad arguments, before anything is printed.
+    ``on_checked`` is called once the arguments checked out, before any
+    event file is read.
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise UsageError(f"--tolerance={tolerance} must be a finite number "
@@ -507,7 +508,8 @@ def run(run_a, run_b, tolerance=1e-4, tags=None,
         require_matplotlib(plot)
     run_dirs_a = run_directories("RUN_A", run_a)
     run_dirs_b = run_directories("RUN_B", run_b)
-    console.import_tensorflow()  # quietly, before the readers import it
+    if on_checked is not None:
+        on_checked()  # e.g. the binary imports TensorFlow quietly here
     side_a = read_side(run_a, run_dirs_a, normalize_tf1_tags)
     side_b = read_side(run_b, run_dirs_b, normalize_tf1_tags)
     comparison = compare(side_a, side_b, tolerance, tags_pattern, ignore_pattern)

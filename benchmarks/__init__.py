@@ -1,0 +1,1 @@
+"""The benchmark (``python -m benchmarks.benchmark`` from the repository root)."""
