@@ -130,7 +130,8 @@ def read_scalars(run_dirs, normalize_tf1_tags):
     """{run: {tag: [(step, value)]}} of every scalar summary, and
     {run: {tag: kind}} of the others (to say what a non-scalar tag is).
     A step written twice keeps its last value, as TensorBoard shows it."""
-    from tfmech.cli import console, event_files
+    from tfmech.cli import console
+    from tfmech.tools import event_files
     # TensorBoard's tensor reader imports TensorFlow when it is installed:
     # import it first, without its start-up lines (see main).
     console.import_tensorflow()

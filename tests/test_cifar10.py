@@ -304,6 +304,7 @@ def test_each_api_evaluates_each_apis_checkpoint_alike(small_runs,
     assert results["v2", "v2"] / 150 > 0.5
 
 
+@pytest.mark.slow  # 15 s and more; CI runs -m slow
 def test_resumed_runs_end_where_uninterrupted_runs_end(small_runs,
                                                        small_cifar10_dir, tmp_path,
                                                        capsys):
@@ -383,6 +384,7 @@ def test_train_and_eval_binaries_print_the_originals_lines(small_cifar10_dir,
     assert events.scalars(tmp_path / "eval")["Precision @ 1"][0][0] == 20
 
 
+@pytest.mark.slow  # 15 s and more; CI runs -m slow
 def test_a_killed_v2_run_resumes_at_its_last_checkpoint(small_cifar10_dir,
                                                          tmp_path):
     train_dir = tmp_path / "train"

@@ -348,7 +348,7 @@ def test_a_bad_checkpoint_state_file_is_not_a_fresh_start(
         "; using the checkpoint files themselves"), result.output()
 
 
-@pytest.mark.parametrize("api", apis(default="v1"))
+@pytest.mark.parametrize("api", apis(default=None))
 def test_when_every_checkpoint_is_damaged_the_run_stops_naming_them(
         api, trained_mechanics, small_mnist_dir, tmp_path):
     train_dir = copy_of(trained_mechanics[api], tmp_path)
