@@ -20,8 +20,8 @@ measured in the same run: how close a pipeline comes to what this machine
 can do.
 
 ``--quick`` runs shorter cases and one round without the warm-up round:
-three to four minutes for all 26 cases on a 2-core machine, most of it
-starting TensorFlow in 26 processes (``--cases`` narrows it); use it while
+three to four minutes for all 27 cases on a 2-core machine, most of it
+starting TensorFlow in 27 processes (``--cases`` narrows it); use it while
 developing, and the full run for numbers to quote.
 """
 
