@@ -3,10 +3,8 @@ agree within 1e-4 for as long as their Adams do, and a real TensorBoard
 server shows them."""
 
 import os
-import re
 import subprocess
 import sys
-import textwrap
 import urllib.parse
 import urllib.request
 
@@ -318,21 +316,3 @@ def test_each_driver_is_written_in_its_own_style():
         assert "compat.v1" not in source[name], name
     assert "keras.optimizers.Adam(" in source["train_v2"]
     assert "optimizer.apply_gradients(" in source["train_v2"]
-
-
-def test_the_tutorial_quotes_the_code_as_it_is():
-    """Each ```python block of tutorials/mnist_with_summaries.md is a run of
-    consecutive lines (indentation removed) of the last source file the
-    page named before it."""
-    page = (REPO / "tutorials" / "mnist_with_summaries.md").read_text()
-    blocks = list(re.finditer(r"```python\n(.*?)```", page, re.S))
-    assert len(blocks) >= 8
-    for block in blocks:
-        named = re.findall(r"`(tfmech/[\w/]+\.py)`", page[:block.start()])
-        assert named, block.group(1)[:80]
-        source = (REPO / named[-1]).read_text().splitlines()
-        quoted = block.group(1).rstrip("\n").splitlines()
-        assert any(
-            textwrap.dedent("\n".join(source[i:i + len(quoted)]))
-            == "\n".join(quoted) for i in range(len(source))), (
-                named[-1], quoted[:3])
