@@ -239,8 +239,8 @@ def test_a_port_in_use_is_named_in_one_line(small_cifar10_dir, tmp_path):
 
 @pytest.mark.skip(reason=(
     "no public API bounds MultiWorkerMirroredStrategy's registration: "
-    "without tfmech's private coordination-service setup (removed, issue "
-    "22) a worker alone blocks inside TensorFlow past 120 s"))
+    "without tfmech's private coordination-service setup (removed: public "
+    "API only) a worker alone blocks inside TensorFlow past 120 s"))
 def test_a_worker_that_never_comes_up_is_named_within_the_wait(
         small_cifar10_dir, tmp_path):
     """The chief alone names the missing worker; a worker alone, the chief."""
