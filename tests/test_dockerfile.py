@@ -1,10 +1,11 @@
 """Dockerfile.gpu: lint-clean, consistent with setup.py, the binaries and the
-README's Docker commands, and (slow, with a Docker daemon) built and run.
+commands of the Docker page (docs/docker.md), and (slow, with a Docker
+daemon) built and run.
 
 The fast tests read the Dockerfile as Docker does (continuation lines, exec
 form, ARG defaults) and check each fact against its source of truth: the base
 image's TensorFlow against setup.py's pin, the pip extras against
-setup.py's extras, the default command's and the README's command lines
+setup.py's extras, the default command's and the Docker page's command lines
 against the real binaries (absl's ``--only_check_args`` parses and validates
 a command line, then exits before ``main``), the volumes against
 ``TFMECH_DATA_ROOT``.
@@ -46,6 +47,8 @@ from tfmech.tools import event_files
 
 DOCKERFILE = REPO / "Dockerfile.gpu"
 IMAGE_TAG_IN_README = "tfmech-gpu"
+# The page that documents the image, its commands checked here.
+DOCKER_PAGE = "docs/docker.md"
 
 
 # Reading the Dockerfile, setup.py and the README.
@@ -111,13 +114,11 @@ def pip_install_targets():
     return targets
 
 
-def readme_docker_commands():
-    """The shell commands of the README's "Docker (GPU)" section."""
-    readme = (REPO / "README.md").read_text()
-    match = re.search(r"^## Docker \(GPU\)\n(.*?)(?=^## )", readme,
-                      re.MULTILINE | re.DOTALL)
-    assert match, "README.md has no '## Docker (GPU)' section"
-    lines = [line[4:] for line in match.group(1).splitlines()
+def docker_page_commands():
+    """The shell commands of the Docker page (docs/docker.md): its
+    indented code blocks."""
+    page = (REPO / DOCKER_PAGE).read_text()
+    lines = [line[4:] for line in page.splitlines()
              if line.startswith("    ")]
     commands, pending = [], ""
     for line in lines:
@@ -264,8 +265,8 @@ def test_default_command_trains_mechanics_101_into_the_logs_volume():
     assert directories and directories[0].startswith("/logs/")
 
 
-def test_readme_commands_build_this_file_and_run_real_binaries():
-    commands = readme_docker_commands()
+def test_docker_page_commands_build_this_file_and_run_real_binaries():
+    commands = docker_page_commands()
     builds = [c for c in commands if c[:2] == ["docker", "build"]]
     runs = [c for c in commands if c[:2] == ["docker", "run"]]
     assert len(builds) == 1 and runs
