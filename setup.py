@@ -31,5 +31,9 @@ setup(
         # compare_runs --plot.
         "plot": ["matplotlib>=3.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # The documentation site (mkdocs.yml, .ci/site): mkdocs 1.6 checks
+        # links to anchors; mkdocs-jupyter renders the tutorials' notebooks.
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5",
+                 "mkdocs-jupyter>=0.25"],
     },
 )
