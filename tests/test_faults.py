@@ -1,4 +1,4 @@
-"""Every training binary against real faults (issue 14, README "Faults").
+"""Every training binary against real faults (docs/faults.md).
 
 Each fault is done for real to a binary in its own process: a real signal
 (SIGTERM, SIGINT, SIGKILL), real damage to the files on disk, a real full

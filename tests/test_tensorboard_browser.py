@@ -49,7 +49,7 @@ def programs():
 @pytest.fixture(scope="module")
 def logdir(programs, tmp_path_factory):
     """``--api=v1`` and ``--api=v2`` runs of the binary, side by side as
-    the README suggests (``v1/train``, ``v1/test``, ``v2/...``)."""
+    the tutorials run them (``v1/train``, ``v1/test``, ``v2/...``)."""
     root = tmp_path_factory.mktemp("browser_logs")
     processes = {api: subprocess.Popen(
         [sys.executable, "-m", "tfmech.mnist_with_summaries", f"--api={api}",

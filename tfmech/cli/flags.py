@@ -309,7 +309,7 @@ def guarded_training(program, output_flag="train_dir", lock=True):
     ``--output_flag`` directory (which must exist) is locked against a second
     trainer (``lock=False`` for a worker that does not write it). Leaving
     through a fault ends the program with one line and the fault's exit
-    status (see the README's "Faults"): a stop signal, a NaN loss, a busy,
+    status (see docs/faults.md): a stop signal, a NaN loss, a busy,
     foreign or damaged directory, a full disk or a file-size limit.
     """
     from tfmech import faults
