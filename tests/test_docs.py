@@ -12,7 +12,7 @@ fails it.
 """
 
 import importlib.util
-import pathlib
+import json
 import re
 import shutil
 import subprocess
@@ -214,19 +214,44 @@ def test_the_site_builds_strictly(tmp_path):
     for page in ("docs/binaries", "docs/faults", "tutorials/mechanics101",
                  "tutorials/mechanics101-notebook", "CONTRIBUTING"):
         assert (site / page / "index.html").is_file(), page
+    assert list((site / "assets" / "stylesheets").glob("*.css"))  # the theme
     home = (site / "index.html").read_text()
     assert 'href="docs/faults/"' in home
     assert 'href="tutorials/mechanics101-notebook/"' in home
 
 
-def test_a_broken_link_fails_the_site_build(tmp_path):
+def write_notebook(path, markdown):
+    """A one-cell notebook (nbformat 4) whose cell is ``markdown``."""
+    path.write_text(json.dumps({
+        "cells": [{"cell_type": "markdown", "id": "links", "metadata": {},
+                   "source": markdown}],
+        "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                    "display_name": "Python 3"}},
+        "nbformat": 4, "nbformat_minor": 5}))
+
+
+def test_broken_links_fail_the_site_build_also_in_notebooks(tmp_path):
+    """One build of a copy with a broken link in the README and one in a
+    notebook: both are named and the build fails. MkDocs writes the pages
+    before it aborts, so the notebook's good links can be checked too:
+    rewritten to the targets' URLs, as MkDocs does in Markdown pages."""
     repo = tmp_path / "repo"
     copy_site_sources(repo)
     readme = repo / "README.md"
     text = readme.read_text()
     assert "(docs/faults.md)" in text
     readme.write_text(text.replace("(docs/faults.md)", "(docs/fault.md)", 1))
+    write_notebook(repo / "tutorials" / "mechanics101.ipynb",
+                   "# Links\n\n[the page](mechanics101.md), "
+                   "[Faults](../docs/faults.md#exit-status), "
+                   "[gone](../docs/gone.md)")
     result = build_site(repo, tmp_path / "site")
     assert result.returncode != 0
     assert ("Doc file 'README.md' contains a link 'docs/fault.md', but the "
             "target is not found") in result.stderr
+    assert ("Notebook 'tutorials/mechanics101.ipynb' links "
+            "'../docs/gone.md'") in result.stderr
+    page = (tmp_path / "site" / "tutorials" / "mechanics101-notebook" /
+            "index.html").read_text()
+    assert 'href="../mechanics101/"' in page
+    assert 'href="../../docs/faults/#exit-status"' in page
