@@ -290,8 +290,9 @@ def test_mnist_with_summaries_v1_and_v2_match_with_normalize_tf1_tags(
 
     The activations' extremes (logits up to ~16 here) differ by up to 7e-5
     on this machine, a few millionths of their size, from the first
-    updates on: the absolute tolerance of the whole comparison is 1e-3 so
-    that another CPU's last bits cannot fail it.
+    updates on: ``--relative_tolerance=1e-4`` lets them differ by a ten
+    thousandth of their size, so that another CPU's last bits cannot fail
+    the comparison, while values near 1 keep the absolute 1e-4.
     """
     root = mnist_summaries_runs
     plain = compare(root / "v1", root / "v2")
@@ -299,11 +300,12 @@ def test_mnist_with_summaries_v1_and_v2_match_with_normalize_tf1_tags(
     assert any("try --normalize_tf1_tags" in line
                for line in plain.stdout.splitlines())
     result = compare(root / "v1", root / "v2", "--normalize_tf1_tags",
-                     "--tolerance=1e-3")
+                     "--relative_tolerance=1e-4")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     # Per run: 19 scalars, 8 histograms, 1 image card.
-    assert lines[-1] == "MATCH: 56 tags agree within 0.001 at every step."
+    assert lines[-1] == ("MATCH: 56 tags agree within 0.0001 + 0.0001 x "
+                         "|value| at every step.")
     assert "  accuracy_1 -> accuracy" in lines
     assert ("  layer1/weights_1/summaries/mean_1 -> "
             "layer1/weights/summaries/mean") in lines
@@ -394,6 +396,24 @@ def test_nan_matches_only_nan(tmp_path):
                                        "inf", "1"]
 
 
+def test_relative_tolerance_scales_with_the_larger_value(tmp_path):
+    """|A - B| = 0.05 on values near 1000: different for the absolute 1e-4,
+    equal within 1e-4 of their size; a value near 1 keeps the absolute."""
+    write_scalars(tmp_path / "a", [1000.0, 1000.0, 1.0])
+    write_scalars(tmp_path / "b", [1000.0, 1000.05, 1.0])
+    write_scalars(tmp_path / "c", [1000.0, 1000.0, 1.05])
+    status, lines = compare_in_process(tmp_path / "a", tmp_path / "b")
+    assert status == 1 and row(lines, ".", "loss")[6] == "1"
+    status, lines = compare_in_process(tmp_path / "a", tmp_path / "b",
+                                       relative_tolerance=1e-4)
+    assert status == 0
+    assert lines[-1] == ("MATCH: 1 tag agree within 0.0001 + 0.0001 x |value| "
+                         "at every step.")
+    status, lines = compare_in_process(tmp_path / "a", tmp_path / "c",
+                                       relative_tolerance=1e-4)
+    assert status == 1 and row(lines, ".", "loss")[6] == "2"
+
+
 # The tf.compat.v1 way.
 
 def test_tf1_run_matches_its_tf2_port_with_normalize_tf1_tags(tf1_runs):
@@ -480,6 +500,8 @@ def test_normalize_leaves_colliding_tags_alone():
     (["{run}", "{run}", "--tolerance=-1"], "--tolerance=-1.0 must be a finite "
                                           "number >= 0"),
     (["{run}", "{run}", "--tolerance=abc"], "flag --tolerance=abc"),
+    (["{run}", "{run}", "--relative_tolerance=-1e-4"],
+     "--relative_tolerance=-0.0001 must be a finite number >= 0"),
     (["{run}", "{run}", "--plot={missing}/out.png"],
      "--plot={missing}/out.png: directory {missing} does not exist"),
 ])

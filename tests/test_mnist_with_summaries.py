@@ -37,21 +37,27 @@ ACCURACY = {"v1": "accuracy_1", "v2": "accuracy"}
 CROSS_ENTROPY = {"v1": "cross_entropy_1", "v2": "cross_entropy"}
 
 
-def expected_tags():
-    """The canonical (tag, kind) list of the tutorial: what v2 writes."""
+def _layer_tags(variable_scope, statistic):
+    """The two layers' summary tags; ``variable_scope`` and ``statistic``
+    map the canonical names onto a style's (v1 adds TF1's renames)."""
     tags = set()
     for layer in ("layer1", "layer2"):
         for variable in ("weights", "biases"):
-            prefix = f"{layer}/{variable}/summaries"
-            tags |= {(f"{prefix}/{stat}", "scalars")
+            prefix = f"{layer}/{variable_scope(variable)}/summaries"
+            tags |= {(f"{prefix}/{statistic(stat)}", "scalars")
                      for stat in ("mean", "stddev", "max", "min")}
             tags.add((f"{prefix}/histogram", "histograms"))
         tags |= {(f"{layer}/Wx_plus_b/pre_activations", "histograms"),
                  (f"{layer}/activations", "histograms")}
-    tags |= {("dropout/dropout_keep_probability", "scalars"),
-             ("cross_entropy", "scalars"), ("accuracy", "scalars"),
-             ("input_reshape/input", "images")}
     return tags
+
+
+def expected_tags():
+    """The canonical (tag, kind) list of the tutorial: what v2 writes."""
+    return _layer_tags(lambda name: name, lambda name: name) | {
+        ("dropout/dropout_keep_probability", "scalars"),
+        ("cross_entropy", "scalars"), ("accuracy", "scalars"),
+        ("input_reshape/input", "images")}
 
 
 def expected_v1_tags():
@@ -62,19 +68,11 @@ def expected_v1_tags():
     scope, ``Max`` and ``Min`` took the statistics' names; the
     ``cross_entropy`` and ``accuracy`` scopes took the scalars'. An image
     summary writes one tag per image."""
-    tags = set()
-    for layer in ("layer1", "layer2"):
-        for variable in ("weights", "biases"):
-            prefix = f"{layer}/{variable}_1/summaries"
-            tags |= {(f"{prefix}/{stat}_1", "scalars")
-                     for stat in ("mean", "stddev", "max", "min")}
-            tags.add((f"{prefix}/histogram", "histograms"))
-        tags |= {(f"{layer}/Wx_plus_b/pre_activations", "histograms"),
-                 (f"{layer}/activations", "histograms")}
-    tags |= {("dropout/dropout_keep_probability", "scalars"),
-             ("cross_entropy_1", "scalars"), ("accuracy_1", "scalars")}
-    tags |= {(f"input_reshape/input/image/{i}", "images") for i in range(10)}
-    return tags
+    renamed = lambda name: name + "_1"  # noqa: E731
+    return _layer_tags(renamed, renamed) | {
+        ("dropout/dropout_keep_probability", "scalars"),
+        ("cross_entropy_1", "scalars"), ("accuracy_1", "scalars")} | {
+        (f"input_reshape/input/image/{i}", "images") for i in range(10)}
 
 
 EXPECTED = {"v1": expected_v1_tags(), "v2": expected_tags()}

@@ -1,6 +1,7 @@
 """Compares two runs' TensorBoard output, tag by tag and step by step.
 
     python -m tfmech.compare_runs RUN_A RUN_B [--tolerance=1e-4]
+        [--relative_tolerance=0]
         [--tags=REGEX] [--ignore_tags=REGEX] [--normalize_tf1_tags]
         [--plot=OUT.png]
 
@@ -13,7 +14,8 @@ values; histograms: the earth mover's distance of the bucket counts, and of
 the bucket limits, or of the count, min and max when the bucket layouts
 differ, as a TF1 and a TF2 histogram's always do; images: of the decoded
 pixels, 0-255) and the first step where that difference passes
-``--tolerance``; then the runs and tags only one side has. It is the
+``--tolerance`` (plus ``--relative_tolerance`` times the larger value, for
+values far from 1); then the runs and tags only one side has. It is the
 check behind "a v1 and a v2 run overlay tag for tag", usable on a TF1
 program and its TF2 port: ``--normalize_tf1_tags`` (also spelled
 ``--normalize-tf1-tags``) maps the tags tf.compat.v1 summary ops write
@@ -48,6 +50,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_float("tolerance", 1e-4, "Largest absolute difference that still "
                    "counts as equal (pixels are 0-255, bucket counts are "
                    "counts).")
+flags.DEFINE_float("relative_tolerance", 0.0, "Also count as equal a "
+                   "difference up to this fraction of the larger |value| "
+                   "(scalars, histogram extremes and bucket limits; e.g. "
+                   "1e-4 for histograms of values far from 1).")
 flags.DEFINE_string("tags", None, "Compare only the tags this regular "
                     "expression matches (re.search, after "
                     "--normalize_tf1_tags).")
@@ -84,6 +90,7 @@ def main(argv):
     tfmech_flags.configure_console()
     try:
         status = run(positional[0], positional[1], tolerance=FLAGS.tolerance,
+                     relative_tolerance=FLAGS.relative_tolerance,
                      tags=FLAGS.tags, ignore_tags=FLAGS.ignore_tags,
                      normalize_tf1_tags=FLAGS.normalize_tf1_tags,
                      plot=FLAGS.plot,

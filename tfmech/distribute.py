@@ -13,7 +13,9 @@ Shared by the pipelines' drivers (nothing here knows a model). Three jobs:
   shortcut ``--worker_hosts=h:p,h:p --task_index=i`` that builds it.
   ``Cluster.parse`` checks it before any TensorFlow start-up and raises
   ``ClusterError`` with one line naming what is wrong; ``make_strategy``
-  checks this task's port and bounds the wait for the other workers.
+  checks this task's port and, before TensorFlow joins the cluster, waits
+  at most ``--cluster_wait_secs`` for every other task to come up
+  (``wait_for_peers``).
 * The replicas' share of the work. ``replica_mean`` is the all-reduce a
   step function calls on what must be the same on every replica (gradients,
   batch-mean losses); with one replica it returns its argument untouched, so
@@ -30,6 +32,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 
 TF_CONFIG = "TF_CONFIG"
 JOBS = ("chief", "worker")       # the jobs MultiWorkerMirroredStrategy trains in
@@ -220,43 +223,86 @@ def cluster_from(environ, worker_hosts, task_index):
     return Cluster.parse(text) if text else None
 
 
-def check_port_free(cluster):
-    """This task's port must be free for its server: fail now if it is not.
+def _bind_own_port(cluster):
+    """A socket bound to this task's port, or ClusterError if it is taken.
 
     SO_REUSEADDR, as servers set it, so a port a killed run left in
     TIME_WAIT counts as free; a port with a listener does not.
     """
     host, port = cluster.address.rsplit(":", 1)
-    probe = socket.socket(socket.AF_INET6 if host.startswith("[") else
-                          socket.AF_INET, socket.SOCK_STREAM)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = socket.socket(socket.AF_INET6 if host.startswith("[") else
+                         socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        probe.bind(("", int(port)))
+        sock.bind(("", int(port)))
     except OSError as error:
+        sock.close()
         raise ClusterError(
             f"port {port} of this task, {cluster.task_type} "
             f"{cluster.task_index} ({cluster.address}), is in use "
             f"({error.strerror})") from None
+    return sock
+
+
+def _answers(address, timeout_secs=1.0):
+    """Whether something accepts a TCP connection at ``host:port``."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)),
+                                      timeout=timeout_secs):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_peers(cluster, wait_secs, poll_secs=0.2):
+    """Returns once every other task of ``cluster`` answers on its port;
+    raises ClusterStartError naming those that did not within ``wait_secs``.
+
+    TensorFlow's own registration with the cluster has no public bound: a
+    task whose peer never starts blocks inside TensorFlow, where neither a
+    timer nor SIGTERM reaches it. So the tasks meet first, here, in Python:
+    each listens on its own port (the kernel completes a peer's connection
+    from the listen backlog, nothing is read) until it has reached every
+    peer, then frees the port for TensorFlow's server. A peer that already
+    moved on answers through that server instead.
+    """
+    waiting = [(f"{job} {index}", address)
+               for job, addresses in cluster.jobs.items()
+               for index, address in enumerate(addresses)
+               if (job, index) != (cluster.task_type, cluster.task_index)]
+    listener = _bind_own_port(cluster)
+    try:
+        listener.listen(len(waiting) * 4)
+        deadline = time.monotonic() + wait_secs
+        while True:
+            waiting = [(name, address) for name, address in waiting
+                       if not _answers(address)]
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                names = ", ".join(f"{name} ({address})"
+                                  for name, address in waiting)
+                raise ClusterStartError(
+                    f"{names} did not join the cluster within {wait_secs:g} s "
+                    f"(--cluster_wait_secs; nothing answered on its port)")
+            time.sleep(poll_secs)
     finally:
-        probe.close()
+        listener.close()
 
 
 def make_strategy(devices, cluster=None, wait_secs=DEFAULT_WAIT_SECS):
     """MirroredStrategy over ``devices``, or a MultiWorkerMirroredStrategy
-    joining ``cluster``.
+    joining ``cluster`` once every task is up (``wait_for_peers``).
 
-    MultiWorkerMirroredStrategy configures its coordination service itself
-    (no public API bounds its registration): a worker whose peer never
-    starts blocks inside TensorFlow, holding the GIL, so neither a Python
-    timer nor SIGTERM ends it (only SIGKILL). ``wait_secs`` only names the
-    wait in the error when TensorFlow itself gives up (a DeadlineExceeded
-    or Unavailable error), which raises ClusterStartError naming the
-    missing workers.
+    Should TensorFlow itself give up while the cluster forms (a
+    DeadlineExceeded or Unavailable error: a peer that came up and died),
+    ClusterStartError names the missing tasks.
     """
     import tensorflow as tf
     if cluster is None:
         return tf.distribute.MirroredStrategy(devices)
-    check_port_free(cluster)
+    wait_for_peers(cluster, wait_secs)
     os.environ[TF_CONFIG] = cluster.to_json()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()

@@ -203,12 +203,18 @@ class TrainLoop:
         """One step (which advances the step counter) and its per-step hooks."""
         if self._strategy is None:
             logs = self._step_fn(*batch)
-        else:
-            logs = _first_replica(self._strategy,
-                                  self._strategy.run(self._step_fn,
-                                                     args=tuple(batch)))
-        for hook in self._step_hooks:
-            hook(logs)
+            for hook in self._step_hooks:
+                hook(logs)
+            return logs
+        logs = _first_replica(self._strategy,
+                              self._strategy.run(self._step_fn,
+                                                 args=tuple(batch)))
+        # In the strategy's cross-replica context, where an update of a
+        # mirrored variable (e.g. ExponentialMovingAverage.apply) updates
+        # every replica's copy.
+        with self._strategy.scope():
+            for hook in self._step_hooks:
+                hook(logs)
         return logs
 
     def _all_finite(self, logs):

@@ -7,15 +7,16 @@ not only on the steps that write summaries (its ``_add_loss_summaries``:
 ``tf.compat.v1.train.ExponentialMovingAverage(0.9, name='avg')`` applied to
 the loss tensors, run as a control dependency of the training op).
 
-The average is the original's exactly. ``ExponentialMovingAverage.apply``
-on a *tensor* (not a variable) creates a ZERO-initialized shadow variable
-without zero-debiasing, so the curve starts at 0 and climbs towards the
-loss over the first ~10 steps, and each step does, in float32::
-
-    avg -= (avg - value) * (1 - decay)
-
-with ``1 - decay`` computed in float32 from the float32 ``decay``. Those are
-the ops below, so the numbers match the v1 program bit for bit.
+The average is the original's: a ``tf.train.ExponentialMovingAverage``
+named ``avg``, whose shadow variables start at 0 (no zero-debiasing), so the
+curve starts at 0 and climbs towards the loss over the first ~10 steps; each
+step it does, in float32, ``avg -= (avg - value) * (1 - decay)``. The
+original averaged the loss *tensors*; here each step's value is first kept
+in a variable (``<name>/raw``, so the recorded step can also plot the raw
+value) and the average follows that variable: the same arithmetic, and a
+shadow variable that exists before any step is traced (a ``tf.function``
+may only create variables on its first trace, and ``keras.Model.fit``
+traces its step again).
 
 The averages must see every step, while a summary callback is only called
 on the steps that log. So the updating is separate from the recording:
@@ -38,7 +39,6 @@ inherited ``PeriodicSummary`` schedule decides when).
 import inspect
 import numbers
 
-import numpy as np
 import tensorflow as tf
 
 from tfmech import checkpoints
@@ -123,14 +123,14 @@ class MovingAverageLosses(PeriodicSummary):
         self.loss_names = tuple(names[:-1])
         self.total_name = total_name
         self.decay = _check_decay(decay)
-        # ExponentialMovingAverage's float32 ``1.0 - decay`` (see the module
-        # docstring); IEEE subtraction rounds the same in numpy and in TF.
-        self._one_minus_decay = np.float32(1.0) - np.float32(self.decay)
-        self._averages = {
-            name: _scalar_variable(checkpoints.loss_average_name(name))
-            for name in names}
         self._raw = {name: _scalar_variable(checkpoints.raw_loss_name(name))
                      for name in names}
+        self._ema = tf.train.ExponentialMovingAverage(self.decay, name="avg")
+        # Creates the zero shadow variables now (this first update moves 0
+        # towards the raw values' initial 0: they stay 0).
+        self._ema.apply(list(self._raw.values()))
+        self._averages = {name: self._ema.average(self._raw[name])
+                          for name in names}
         self._wrapped = None  # (model, what to restore) while wrapped
 
     @property
@@ -166,13 +166,9 @@ class MovingAverageLosses(PeriodicSummary):
           None when executing eagerly.
         """
         values = self._step_values(losses)
-        updates = []
-        for name, value in values.items():
-            average = self._averages[name]
-            updates.append(self._raw[name].assign(value))
-            updates.append(average.assign_sub(
-                (average - value) * self._one_minus_decay))
-        return tf.group(*updates)
+        keep_raw = [self._raw[name].assign(value) for name, value in values.items()]
+        with tf.control_dependencies(keep_raw):
+            return self._ema.apply([self._raw[name] for name in values])
 
     def _step_values(self, losses):
         """{name: float32 value} of the terms and of their total."""

@@ -89,8 +89,25 @@ def _largest(a, b):
     return float(differences.max()) if differences.size else 0.0
 
 
+def _magnitude(a, b):
+    """The largest finite |x| of both sides: what a relative tolerance
+    scales with."""
+    values = np.abs(np.concatenate([np.atleast_1d(np.asarray(x, np.float64))
+                                    for x in (a, b)]))
+    values = values[np.isfinite(values)]
+    return float(values.max()) if values.size else 0.0
+
+
+def _measured(a, b):
+    """(largest |a - b|, largest |a| or |b|)."""
+    return _largest(a, b), _magnitude(a, b)
+
+
+# Each kind's differences: ({aspect: (largest |A - B|, the magnitude a
+# relative tolerance scales with)}, a note or None).
+
 def scalar_difference(a, b):
-    return {"value": _largest(a.value, b.value)}, None
+    return {"value": _measured(a.value, b.value)}, None
 
 
 def histogram_difference(a, b):
@@ -110,9 +127,9 @@ def histogram_difference(a, b):
     """
     ha, hb = np.asarray(a.value, np.float64), np.asarray(b.value, np.float64)
     if a.v1 == b.v1 and ha.shape == hb.shape:
-        return {"moved": _earth_movers_distance(ha, hb),
-                "limits": _largest(ha[:, :2], hb[:, :2])}, None
-    return ({"count": _largest(ha[:, 2].sum(), hb[:, 2].sum()),
+        return {"moved": (_earth_movers_distance(ha, hb), 0.0),
+                "limits": _measured(ha[:, :2], hb[:, :2])}, None
+    return ({"count": (_largest(ha[:, 2].sum(), hb[:, 2].sum()), 0.0),
              "min": _extreme_difference(ha, hb, 0),
              "max": _extreme_difference(ha, hb, -1)},
             "bucket layouts differ (TF1 vs TF2): count, min, max compared")
@@ -143,13 +160,13 @@ def _earth_movers_distance(ha, hb):
 
 
 def _extreme_difference(ha, hb, index):
-    """|A - B| of the min (index 0) or max (-1) of two histograms' data;
-    0 when both are empty, infinite when only one is."""
+    """(|A - B|, magnitude) of the min (index 0) or max (-1) of two
+    histograms' data; 0 when both are empty, infinite when only one is."""
     empty_a, empty_b = ha[:, 2].sum() == 0, hb[:, 2].sum() == 0
     if empty_a or empty_b:
-        return 0.0 if empty_a == empty_b else math.inf
+        return (0.0 if empty_a == empty_b else math.inf), 0.0
     column = 0 if index == 0 else 1
-    return _largest(ha[index, column], hb[index, column])
+    return _measured(ha[index, column], hb[index, column])
 
 
 def image_difference(a, b):
@@ -157,12 +174,12 @@ def image_difference(a, b):
     image; infinite when the cards hold different numbers or shapes."""
     pixels_a, pixels_b = _decoded(a.value), _decoded(b.value)
     if len(pixels_a) != len(pixels_b):
-        return {"pixels": math.inf}, (
+        return {"pixels": (math.inf, 0.0)}, (
             f"{len(pixels_a)} vs {len(pixels_b)} images")
     largest = 0.0
     for image_a, image_b in zip(pixels_a, pixels_b):
         if image_a.shape != image_b.shape:
-            return {"pixels": math.inf}, (
+            return {"pixels": (math.inf, 0.0)}, (
                 f"image shapes {'x'.join(map(str, image_a.shape))} vs "
                 f"{'x'.join(map(str, image_b.shape))}")
         largest = max(largest, _largest(image_a, image_b))
@@ -170,7 +187,8 @@ def image_difference(a, b):
     if largest and a.v1 != b.v1:
         note = ("tf.compat.v1 stretched each float image so its largest value "
                 "is 255 (and truncated), TF2 writes [0, 1] as is")
-    return {"pixels": largest}, note
+    # Pixels are compared absolutely (0-255), whatever the relative tolerance.
+    return {"pixels": (largest, 0.0)}, note
 
 
 def _decoded(card):
@@ -185,6 +203,27 @@ DIFFERENCES = {"scalars": scalar_difference,
 
 
 # Comparing two series of one tag.
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """When two values count as equal: ``|A - B| <= absolute + relative *
+    max(|A|, |B|)`` (numpy's ``isclose`` with the larger side as the
+    scale). A relative part suits values far from 1, such as a histogram's
+    extremes; it applies to scalar values, histogram bucket limits and
+    extremes, never to counts or pixels."""
+
+    absolute: float = 1e-4
+    relative: float = 0.0
+
+    def allows(self, difference, magnitude):
+        return difference <= self.absolute + self.relative * magnitude
+
+    def __str__(self):
+        text = format_number(self.absolute)
+        if self.relative:
+            text += f" + {format_number(self.relative)} x |value|"
+        return text
+
 
 @dataclasses.dataclass
 class TagComparison:
@@ -210,13 +249,14 @@ def compare_series(run, tag, kind, series_a, series_b, tolerance):
     common = sorted(set(series_a) & set(series_b))
     largest, first_step, notes = {}, None, []
     for step in common:
-        differences, note = DIFFERENCES[kind](series_a[step], series_b[step])
+        measured, note = DIFFERENCES[kind](series_a[step], series_b[step])
         if note and note not in notes:
             notes.append(note)
-        for aspect, value in differences.items():
-            largest[aspect] = max(largest.get(aspect, 0.0), value)
-        if first_step is None and any(value > tolerance
-                                      for value in differences.values()):
+        for aspect, (difference, _) in measured.items():
+            largest[aspect] = max(largest.get(aspect, 0.0), difference)
+        if first_step is None and not all(
+                tolerance.allows(difference, magnitude)
+                for difference, magnitude in measured.values()):
             first_step = step
     return TagComparison(run, tag, kind, len(common),
                          sorted(set(series_a) - set(series_b)),
@@ -262,7 +302,7 @@ def compare(side_a, side_b, tolerance, tags=None, ignore_tags=None):
 
     Args:
       side_a, side_b: ``Side``s from ``read_side``.
-      tolerance: largest absolute difference that still matches.
+      tolerance: a ``Tolerance``: when two values still match.
       tags, ignore_tags: compiled patterns (or None): compare only the tags
         ``tags`` finds, leave out those ``ignore_tags`` finds.
     """
@@ -328,7 +368,7 @@ def _steps_note(label, steps):
 def table_lines(rows, tolerance):
     """The per-tag table, columns aligned."""
     header = ("", "run", "kind", "tag", "steps", "max |A-B|",
-              f"first step > {format_number(tolerance)}", "notes")
+              f"first step > {tolerance}", "notes")
     lines = [header]
     for row in rows:
         notes = list(row.notes)
@@ -420,7 +460,7 @@ def verdict(comparison, tolerance):
     total = len(comparison.rows)
     if comparison.matches:
         return (f"MATCH: {_count(total, 'tag')} agree within "
-                f"{format_number(tolerance)} at every step.")
+                f"{tolerance} at every step.")
     problems = []
     different = [row for row in comparison.rows if not row.matches]
     if different:
@@ -490,7 +530,7 @@ def plot_scalars(path, side_a, side_b, comparison):
 
 # Everything at once.
 
-def run(run_a, run_b, tolerance=1e-4, tags=None,
+def run(run_a, run_b, tolerance=1e-4, tags=None, relative_tolerance=0.0,
         ignore_tags=DEFAULT_IGNORE_TAGS, normalize_tf1_tags=False, plot=None,
         out=sys.stdout, on_checked=None):
     """Compares, prints the report, plots; returns the exit status.
@@ -499,9 +539,11 @@ def run(run_a, run_b, tolerance=1e-4, tags=None,
     ``on_checked`` is called once the arguments checked out, before any
     event file is read.
     """
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise UsageError(f"--tolerance={tolerance} must be a finite number "
-                         f">= 0")
+    for flag, value in (("tolerance", tolerance),
+                        ("relative_tolerance", relative_tolerance)):
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{flag}={value} must be a finite number >= 0")
+    tolerance = Tolerance(tolerance, relative_tolerance)
     tags_pattern = compile_pattern("tags", tags)
     ignore_pattern = compile_pattern("ignore_tags", ignore_tags)
     if plot:
