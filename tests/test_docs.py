@@ -173,7 +173,8 @@ def test_what_a_document_says_to_run_exists(path):
     for name in CI_SCRIPT.findall(text):
         if not (REPO / ".ci" / name).is_file():
             missing.append(f".ci/{name}")
-    assert not missing, f"{relative(path)} runs what does not exist: {missing}"
+    assert not missing, (f"{relative(path)} runs what does not exist: "
+                         f"{sorted(set(missing))}")
 
 
 # The site itself (needs the docs extra: pip install -e '.[docs]').
