@@ -75,6 +75,7 @@ BY_BUILTIN = "built-in"
 BY_NAME_AND_SHAPE = "leaf+shape"
 BY_SLOT = "slot"
 BY_STEP = "global step"
+UNINITIALIZED = "UNINITIALIZED: no TF1 variable"
 
 
 # ---------------------------------------------------------------------------
@@ -310,13 +311,13 @@ class Plan:
         """One line per reason the conversion cannot be written."""
         lines = [f"{pair.tf1} -> {pair.tf2.name}: {pair.problem}"
                  for pair in self.pairs if pair.problem]
-        lines += [f"{pair.tf2.name}: {pair.note}" for pair in self.tf2_left
-                  if pair.tf2.owner == "model"]
+        lines += [f"{name}: {UNINITIALIZED}" for name in self.uninitialized()]
         return lines
 
     def uninitialized(self):
+        """The model variables no TF1 value reaches."""
         return [pair.tf2.name for pair in self.tf2_left
-                if pair.tf2.owner == "model"]
+                if pair.note == UNINITIALIZED]
 
 
 def _lookup(name, candidates):
@@ -335,7 +336,7 @@ def _fit(tf1_shape, tf2_shape, transpose):
     variable of ``tf2_shape``."""
     if transpose:
         if len(tf1_shape) != 2:
-            return "", f"'transpose' needs a 2-D value, not {list(tf1_shape)}"
+            return "", f"'transpose' needs a 2-D value, not {_shape(tf1_shape)}"
         tf1_shape = tf1_shape[::-1]
         if tf1_shape == tf2_shape:
             return "transpose", ""
@@ -344,8 +345,7 @@ def _fit(tf1_shape, tf2_shape, transpose):
     squeezed = ([d for d in tf1_shape if d != 1], [d for d in tf2_shape if d != 1])
     if squeezed[0] == squeezed[1]:
         return ("transpose+" if transpose else "") + "reshape", ""
-    return "", (f"shape {list(tf1_shape)} cannot fit "
-                f"{list(tf2_shape)}")
+    return "", f"shape {_shape(tf1_shape)} cannot fit {_shape(tf2_shape)}"
 
 
 def _reader_value(name, transform="", scale=None, dtype=None, shape=None):
@@ -427,26 +427,29 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
             model_pairs.append((pair, transpose))
         else:
             still.append(pair)
-    seen_tf2 = {}
+    seen_tf2, averaged = {}, []
     for pair, transpose in model_pairs:
         pair.transform, pair.problem = _fit(pair.tf1_shape, pair.tf2.shape,
                                             transpose)
-        source = pair.tf1
+        weight = pair.tf1
         if moving_averages:
-            shadow = slots.get(pair.tf1, {}).get(EMA_SUFFIX)
+            shadow = slots.get(weight, {}).get(EMA_SUFFIX)
             if shadow:
-                source = shadow
-                pair.note = f"moving average {shadow}"
+                pair.tf1 = shadow
+                pair.note = f"the moving average of {weight}"
+                averaged.append(Pair(
+                    tf1=weight, tf1_shape=pair.tf1_shape,
+                    note=f"--moving_averages: {shadow} loaded instead"))
             else:
                 pair.note = "no moving average in the checkpoint: the weight"
-        pair.value_of = _reader_value(source, pair.transform,
+        pair.value_of = _reader_value(pair.tf1, pair.transform,
                                       dtype=pair.tf2.dtype,
                                       shape=pair.tf2.shape)
         if id(pair.tf2.variable) in seen_tf2:
             pair.problem = (f"{pair.tf2.name} is also the target of "
                             f"{seen_tf2[id(pair.tf2.variable)]}")
         seen_tf2[id(pair.tf2.variable)] = pair.tf1
-        claimed[pair.tf1] = pair
+        claimed[weight] = pair
     model_pairs = [pair for pair, _ in model_pairs]
     tf1_left = [dataclasses.replace(pair, how="", note=pair.note or
                                     "no TF2 variable of this name")
@@ -454,6 +457,7 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
     for pair in tf1_left:
         if pair.problem:
             pair.note, pair.problem = pair.problem, ""
+    tf1_left += averaged
 
     # -- optimizer: iterations, slots, beta powers
     optimizer = objects.optimizer
@@ -507,9 +511,7 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
             pair = Pair(tf1=slot_var, tf1_shape=shapes[slot_var])
             if slot_name == EMA_SUFFIX:
                 if moving_averages and target is not None:
-                    pair.note = f"loaded into {target.tf2.name} (--moving_averages)"
-                    tf1_left.append(pair)
-                    continue
+                    continue   # a model row above
                 keras_slot = "average"
                 if optimizer is None or not optimizer.use_ema:
                     pair.note = ("moving average: not carried (pass "
@@ -555,8 +557,13 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
 
     tf2_left = []
     for v in model_vars:
-        if id(v.variable) not in seen_tf2:
-            tf2_left.append(Pair(tf2=v, note="UNINITIALIZED: no TF1 variable"))
+        if id(v.variable) in seen_tf2:
+            continue
+        if v.name.rsplit("/", 1)[-1] == "seed_generator_state":
+            tf2_left.append(Pair(tf2=v, note="Keras's random-number state "
+                                 "(dropout): kept as built"))
+        else:
+            tf2_left.append(Pair(tf2=v, note=UNINITIALIZED))
     for v in opt_vars:
         if id(v.variable) in opt_claimed:
             continue
