@@ -549,6 +549,66 @@ def test_without_rules_the_unique_shapes_pair_and_a_tf_module_converts(
         momentum_checkpoint[0]).get_tensor("fc2/weights"))
 
 
+def test_a_rule_transposes_and_a_size_one_axis_is_reshaped(
+        momentum_checkpoint, tmp_path):
+    """A tf.Module storing fc1's weights the other way round and its
+    biases as a row, returned in the dict form."""
+
+    class Transposed(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.zeros([16, 20]))
+            self.b = tf.Variable(tf.zeros([1, 16]))
+
+    rules = checkpoint_rules.parse_rules(
+        "^fc1/weights$ -> w  transpose\n^fc1/biases$ -> b\n", "t.rules")
+    plan, path = convert(momentum_checkpoint[0],
+                         lambda: {"model": Transposed()}, tmp_path / "t",
+                         rules)
+    rows = {pair.tf1: (pair.tf2.name, pair.how, pair.transform)
+            for pair in plan.model_pairs}
+    assert rows == {"fc1/weights": ("w", "rule", "transpose"),
+                    "fc1/biases": ("b", "rule", "reshape")}
+    assert {pair.tf1 for pair in plan.tf1_left} >= {"fc2/weights",
+                                                    "fc2/biases"}
+    module = Transposed()
+    tf.train.Checkpoint(model=module).restore(
+        path).assert_existing_objects_matched()
+    reader = tf.train.load_checkpoint(momentum_checkpoint[0])
+    np.testing.assert_array_equal(module.w, reader.get_tensor("fc1/weights").T)
+    np.testing.assert_array_equal(module.b[0], reader.get_tensor("fc1/biases"))
+
+
+def test_adam_beta_powers_checked_against_the_keras_betas(adam_checkpoint):
+    def other_beta():
+        model, _ = keras_ports.mnist_with_summaries()
+        optimizer = keras.optimizers.Adam(0.001, beta_1=0.9, beta_2=0.99)
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    plan, _ = convert(adam_checkpoint[0], other_beta)
+    notes = {pair.tf1: pair.note for pair in plan.optimizer_pairs}
+    assert notes["beta1_power"].startswith("= beta_1 ** (step + 1)")
+    assert notes["beta2_power"].startswith(
+        f"MISMATCH: {0.999 ** (ADAM_STEPS + 1):.6g}, but beta_2 ** "
+        f"(step + 1) = 0.99 ** {ADAM_STEPS + 1} = ")
+
+
+def test_moving_averages_into_a_keras_optimizers_ema(cifar10_checkpoint):
+    def with_ema():
+        model, _ = keras_ports.cifar10()
+        optimizer = keras.optimizers.SGD(0.1, use_ema=True)
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    plan, _ = convert(cifar10_checkpoint, with_ema)
+    rows = {pair.tf1: pair.tf2.name for pair in plan.optimizer_pairs}
+    assert rows["conv1/weights/ExponentialMovingAverage"].endswith(
+        "/conv1_kernel_average")
+    assert sum(name.endswith("_average") for name in rows.values()) == 10
+    assert not plan.problems()
+
+
 # ---------------------------------------------------------------------------
 # Bad input: one line naming it, exit status 2, nothing written
 
