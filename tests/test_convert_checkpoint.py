@@ -197,6 +197,12 @@ def binary_runs(mechanics_checkpoint, tmp_path_factory):
                 keras.layers.Dense(64, name="hidden1"),
                 keras.layers.Dense(32, name="hidden2"),
                 keras.layers.Dense(10, name="softmax_linear")])
+        def deeper():
+            return keras.Sequential([keras.Input((784,)),
+                keras.layers.Dense(128, name="hidden1"),
+                keras.layers.Dense(32, name="hidden2"),
+                keras.layers.Dense(32, name="extra"),
+                keras.layers.Dense(10, name="softmax_linear")])
     """))
     (root / "notes.txt").write_text("not a checkpoint\n")
     bad_out = root / "never"
@@ -212,6 +218,8 @@ def binary_runs(mechanics_checkpoint, tmp_path_factory):
                   f"--model={root}/narrow.py:model", "--write"],
         "shape dry": [mechanics_checkpoint, bad_out,
                       f"--model={root}/narrow.py:model"],
+        "uninitialized": [mechanics_checkpoint, bad_out,
+                          f"--model={root}/narrow.py:deeper"],
         "import": [mechanics_checkpoint, bad_out,
                    "--model=examples.no_such_ports:model", "--write"],
         "not a checkpoint": [root / "notes.txt", bad_out, model, "--write"],
@@ -228,9 +236,9 @@ def test_binary_dry_run_prints_the_table(binary_runs):
             "         [784,128]  built-in    as hidden1/kernel") in stdout
     assert "global_step   []     sgd/iteration  []     global step" in stdout
     assert stdout.endswith(
-        "7 TF1 variables carried into 7 TF2 variables; 0 TF1 variables not "
-        "carried; 1 TF2 variables not from TF1 (0 of the model: "
-        "uninitialized)\n")
+        "7 of 7 pairs carried; 0 TF1 variables not carried; 1 TF2 "
+        "variables not from TF1, 0 of them model variables left "
+        "uninitialized\n")
 
 
 def test_binary_writes_then_refuses_to_overwrite(binary_runs):
@@ -657,4 +665,12 @@ def test_bad_input_is_one_line_naming_it_and_nothing_is_written(binary_runs):
     assert stdout.count("PROBLEM: ") == 6   # in its row and at the end
     assert ("PROBLEM: hidden2/weights -> sequential/hidden2/kernel: shape "
             "[128,32] cannot fit [64,32]") in stdout
+    # A layer the TF1 program did not have: exit 1, both variables named.
+    code, stderr, stdout, _ = runs["uninitialized"]
+    assert (code, stderr) == (1, "")
+    assert stdout.endswith(
+        "6 of 6 pairs carried; 1 TF1 variables not carried; 2 TF2 variables "
+        "not from TF1, 2 of them model variables left uninitialized\n"
+        "PROBLEM: sequential/extra/kernel: UNINITIALIZED: no TF1 variable\n"
+        "PROBLEM: sequential/extra/bias: UNINITIALIZED: no TF1 variable\n")
     assert not (root / "never").exists()

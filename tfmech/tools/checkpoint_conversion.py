@@ -652,11 +652,11 @@ def format_table(plan_):
     problems = plan_.problems()
     lines.append("")
     carried = sum(pair.carried for pair in plan_.pairs)
-    lines.append(f"{carried} TF1 variables carried into "
-                 f"{len(plan_.pairs)} TF2 variables; "
+    lines.append(f"{carried} of {len(plan_.pairs)} pairs carried; "
                  f"{len(plan_.tf1_left)} TF1 variables not carried; "
-                 f"{len(plan_.tf2_left)} TF2 variables not from TF1 "
-                 f"({len(plan_.uninitialized())} of the model: uninitialized)")
+                 f"{len(plan_.tf2_left)} TF2 variables not from TF1, "
+                 f"{len(plan_.uninitialized())} of them model variables "
+                 f"left uninitialized")
     lines += [f"PROBLEM: {line}" for line in problems]
     return "\n".join(lines)
 
