@@ -234,7 +234,7 @@ def test_binary_dry_run_prints_the_table(binary_runs):
     assert (code, stderr, files) == (0, "", None)
     assert ("hidden1/weights         [784,128]  mechanics101/hidden1/kernel"
             "         [784,128]  built-in    as hidden1/kernel") in stdout
-    assert "global_step   []     sgd/iteration  []     global step" in stdout
+    assert "global_step   []     sgd/iteration  []     step count" in stdout
     assert stdout.endswith(
         "7 of 7 pairs carried; 0 TF1 variables not carried; 1 TF2 "
         "variables not from TF1, 0 of them model variables left "
@@ -414,6 +414,28 @@ def test_mnist_summaries_adam_slots_and_step_carried(adam_checkpoint, tmp_path):
         np.testing.assert_allclose(model.get_layer(layer).bias,
                                    after_v1[f"{layer}/biases"], rtol=0,
                                    atol=1e-6)
+
+
+def test_adam_step_count_from_beta2_power_when_beta1_power_underflowed(
+        tmp_path):
+    """After 1000 steps TF1's float32 beta1_power (0.9 ** 1001) is 0."""
+    with tf.Graph().as_default():
+        for spec in summaries_model.variable_specs():
+            tf.compat.v1.Variable(tf.zeros(spec.shape), name=spec.name)
+        tf.compat.v1.Variable(0.0, name="beta1_power")
+        tf.compat.v1.Variable(np.float32(0.999 ** 1001), name="beta2_power")
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            path = tf.compat.v1.train.Saver().save(sess, str(tmp_path / "m"))
+    plan, _ = convert(path, keras_ports.mnist_with_summaries)
+    assert plan.step == 1000
+    assert plan.notes == ["no global_step in the checkpoint: 1000 steps from "
+                          "beta2_power = beta_2 ** (steps + 1)"]
+    notes = {pair.tf1: pair.note for pair in plan.optimizer_pairs}
+    assert notes == {"beta2_power": "1000 steps, from beta_2 ** (steps + 1)",
+                     "beta1_power": "0: float32 underflow, as beta_1 ** "
+                                    "(step + 1) = 0.9 ** 1001 would be: "
+                                    "Keras recomputes it from iterations"}
 
 
 def test_adam_slots_onto_sgd_are_listed_not_dropped(adam_checkpoint):
@@ -596,7 +618,8 @@ def test_adam_beta_powers_checked_against_the_keras_betas(adam_checkpoint):
 
     plan, _ = convert(adam_checkpoint[0], other_beta)
     notes = {pair.tf1: pair.note for pair in plan.optimizer_pairs}
-    assert notes["beta1_power"].startswith("= beta_1 ** (step + 1)")
+    assert notes["beta1_power"] == (
+        f"{ADAM_STEPS} steps, from beta_1 ** (steps + 1)")
     assert notes["beta2_power"].startswith(
         f"MISMATCH: {0.999 ** (ADAM_STEPS + 1):.6g}, but beta_2 ** "
         f"(step + 1) = 0.99 ** {ADAM_STEPS + 1} = ")

@@ -66,6 +66,7 @@ EMA_SUFFIX = "ExponentialMovingAverage"
 _SLOT = re.compile(r"^(?P<var>.+)/(?P<slot>(?:Adam|Momentum|RMSProp|Adagrad|"
                    r"AdagradDA|ProximalAdagrad|Ftrl|Adadelta|Adamax|Nadam)"
                    r"(?:_\d+)?|" + EMA_SUFFIX + r")$")
+_TINY = 1e-30   # beta powers below this are float32 underflow, not data
 _BETA_POWER = re.compile(r"^(?:.*/)?beta(?P<which>[12])_power(?:_\d+)?$")
 
 # How a pair was made, as the table prints it.
@@ -74,7 +75,7 @@ BY_NAME = "name"
 BY_BUILTIN = "built-in"
 BY_NAME_AND_SHAPE = "leaf+shape"
 BY_SLOT = "slot"
-BY_STEP = "global step"
+BY_STEP = "step count"
 UNINITIALIZED = "UNINITIALIZED: no TF1 variable"
 
 
@@ -472,11 +473,14 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
                           if v.variable is optimizer.iterations)
     step_from = GLOBAL_STEP if step is not None else None
     if step is None and beta_powers and kind in ("Adam", "AdamW"):
-        inferred = _steps_from_power(reader, beta_powers, 1, optimizer.beta_1)
+        inferred = (_steps_from_power(reader, beta_powers, 1, optimizer.beta_1)
+                    or _steps_from_power(reader, beta_powers, 2,
+                                         optimizer.beta_2))
         if inferred is not None:
             step, step_from = inferred
+            which = beta_powers[step_from]
             notes.append(f"no global_step in the checkpoint: {step} steps "
-                         f"from {step_from} = beta_1 ** (steps + 1)")
+                         f"from {step_from} = beta_{which} ** (steps + 1)")
     if step is not None and iterations is not None:
         pair = Pair(tf1=step_from, tf1_shape=shapes[step_from], tf2=iterations,
                     how=BY_STEP)
@@ -485,7 +489,8 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
         else:
             pair.value_of = lambda reader, step=step: np.asarray(
                 step, iterations.dtype)
-            pair.note = f"{step} steps, from beta_1 ** (steps + 1)"
+            pair.note = (f"{step} steps, from beta_{beta_powers[step_from]}"
+                         f" ** (steps + 1)")
         opt_pairs.append(pair)
         opt_claimed.add(id(iterations.variable))
         optimizer.iterations.assign(step)   # the rate at this step, below
@@ -495,9 +500,12 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
                                   f"is numbered {step})"))
 
     for power_name, which in sorted(beta_powers.items()):
+        if power_name == step_from:
+            continue   # the iterations row above
         note = _beta_power_note(reader, power_name, which, optimizer, kind, step)
         pair = Pair(tf1=power_name, tf1_shape=shapes[power_name], note=note)
-        if kind in ("Adam", "AdamW") and iterations is not None:
+        if (kind in ("Adam", "AdamW") and iterations is not None
+                and id(iterations.variable) in opt_claimed):
             pair.tf2, pair.how = iterations, BY_STEP
             pair.value_of = None   # checked through iterations
             opt_pairs.append(pair)
@@ -595,7 +603,9 @@ def _steps_from_power(reader, beta_powers, which, beta):
     for name, number in sorted(beta_powers.items()):
         if number == which:
             power = float(reader.get_tensor(name))
-            if 0 < power < 1 and 0 < beta < 1:
+            # A float32 running product: after a few hundred steps
+            # beta1 ** n is below float32's normal range (or 0).
+            if _TINY < power < 1 and 0 < beta < 1:
                 return round(math.log(power) / math.log(beta)) - 1, name
     return None
 
@@ -610,7 +620,13 @@ def _beta_power_note(reader, name, which, optimizer, kind, step):
     if step is None:
         return f"{power:.6g}: no step count to check it against"
     expected = beta ** (step + 1)
-    if math.isclose(power, expected, rel_tol=1e-4):
+    # TF1 multiplies in float32 at every step: its rounding grows with the
+    # step count, and the product leaves float32's range after a while.
+    if max(power, expected) < _TINY:
+        return (f"{power:.6g}: float32 underflow, as beta_{which} ** "
+                f"(step + 1) = {beta:g} ** {step + 1} would be: Keras "
+                f"recomputes it from iterations")
+    if math.isclose(power, expected, rel_tol=max(1e-4, 1e-7 * (step + 1))):
         return (f"= beta_{which} ** (step + 1) = {beta:g} ** {step + 1}: "
                 f"Keras recomputes it from iterations")
     return (f"MISMATCH: {power:.6g}, but beta_{which} ** (step + 1) = "
