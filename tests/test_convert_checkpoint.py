@@ -439,8 +439,10 @@ def test_adam_step_count_from_beta2_power_when_beta1_power_underflowed(
 
 
 def test_adam_slots_onto_sgd_are_listed_not_dropped(adam_checkpoint):
-    plan, _ = convert(adam_checkpoint[0], lambda: (
+    # Named by its .index file, as a file browser shows a checkpoint.
+    plan, _ = convert(adam_checkpoint[0] + ".index", lambda: (
         keras_ports.mnist_with_summaries()[0], keras.optimizers.SGD(0.1)))
+    assert plan.checkpoint == adam_checkpoint[0]
     left = {pair.tf1: pair.note for pair in plan.tf1_left}
     assert left["layer1/weights/Adam"] == (
         "optimizer slot Adam: not carried (the TF2 optimizer is SGD)")

@@ -132,7 +132,10 @@ class Objects:
 def load_objects(function, spec="model"):
     """Calls the model function and checks what it returned."""
     import keras
-    keras.utils.clear_session()  # the same layer names on every call
+    # Keras numbers unnamed layers per session (dense, dense_1...): a fresh
+    # session gives the function's layers the same names on every call,
+    # the names a new process running it would give them.
+    keras.utils.clear_session()
     try:
         returned = function()
     except Exception as error:  # pylint: disable=broad-except
@@ -247,7 +250,8 @@ def optimizer_variables(optimizer):
 def read_tf1(checkpoint):
     """(path of the checkpoint, reader, {name: shape}, {name: dtype})."""
     import tensorflow as tf
-    path = checkpoint
+    # The prefix, also when a user names one of its files.
+    path = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", checkpoint)
     if os.path.isdir(checkpoint):
         path = tf.train.latest_checkpoint(checkpoint)
         if path is None:
@@ -432,6 +436,9 @@ def plan(checkpoint, objects, rules=(), moving_averages=False):
     for pair, transpose in model_pairs:
         pair.transform, pair.problem = _fit(pair.tf1_shape, pair.tf2.shape,
                                             transpose)
+        if dtypes[pair.tf1] != pair.tf2.dtype:
+            cast = f"cast {dtypes[pair.tf1].name} to {pair.tf2.dtype.name}"
+            pair.transform = f"{pair.transform}, {cast}" if pair.transform else cast
         weight = pair.tf1
         if moving_averages:
             shadow = slots.get(weight, {}).get(EMA_SUFFIX)
@@ -718,6 +725,8 @@ def write(plan_, objects, out_dir, make_objects, overwrite=False):
         raise ConversionError(problems[0] + (
             f" (and {len(problems) - 1} more: see the dry run)"
             if len(problems) > 1 else ""))
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConversionError(f"{out_dir}: exists and is not a directory")
     existing = existing_checkpoint(out_dir)
     if existing and not overwrite:
         raise ConversionError(f"{out_dir}: already holds a checkpoint "
