@@ -208,6 +208,8 @@ def binary_runs(mechanics_checkpoint, tmp_path_factory):
     bad_out = root / "never"
     cases = {
         "dry": [mechanics_checkpoint, out_dir, model],
+        "averages": [mechanics_checkpoint, out_dir, model,
+                     "--moving_averages"],
         "write": [mechanics_checkpoint, out_dir, model, "--write"],
         "again": [mechanics_checkpoint, out_dir, model, "--write"],
         "overwrite": [mechanics_checkpoint, out_dir, model, "--write",
@@ -235,6 +237,11 @@ def test_binary_dry_run_prints_the_table(binary_runs):
     assert ("hidden1/weights         [784,128]  mechanics101/hidden1/kernel"
             "         [784,128]  built-in    as hidden1/kernel") in stdout
     assert "global_step   []     sgd/iteration  []     step count" in stdout
+    # --moving_averages reaches the plan: this program kept none.
+    assert runs["averages"][0] == 0
+    assert runs["averages"][2].count(
+        "as hidden1/kernel; no moving average in the checkpoint: the "
+        "weight") == 1
     assert stdout.endswith(
         "7 of 7 pairs carried; 0 TF1 variables not carried; 1 TF2 "
         "variables not from TF1, 0 of them model variables left "
