@@ -35,8 +35,8 @@ that way (CI calls it, and deselects this module from its later
     tar -C rootfs -c . | docker import - tfmech-offline-base:bookworm
 
 3. a wheelhouse of every wheel the install needs, from PyPI on the host,
-   copied into a second image (its tag carries a hash of setup.py, so it is
-   remade when the requirements change)::
+   copied into a second image (.ci/docker adds a hash of setup.py to its
+   tag, so it is remade when the requirements change)::
 
     pip wheel -w wheelhouse '.[plot]' setuptools wheel && rm wheelhouse/tfmech-*
     printf 'FROM tfmech-offline-base:bookworm\\nCOPY . /wheelhouse\\n' |
