@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Makes each tutorial's notebook from its page, runs it, checks its outputs.
+
+    python scripts/make_notebooks.py                  # remake tutorials/*.ipynb
+    python scripts/make_notebooks.py --only=cifar10 --no_execute
+    python scripts/make_notebooks.py --check_drift    # committed == generated?
+    python scripts/make_notebooks.py --out_dir=/tmp/nb --check_outputs   # CI
+    python scripts/make_notebooks.py --full_length    # remake tutorials/figures
+
+**The page is the source.** ``tutorials/<name>.md`` is written in
+jupytext's Markdown format: its ```` ```python ```` and ```` ```bash ````
+fences are the notebook's code cells (a ``bash`` fence becomes a ``%%bash``
+cell), everything else is Markdown. Source code the page *quotes* sits in
+``<!-- #region -->`` ... ``<!-- #endregion -->`` so that it stays Markdown,
+and ``tests/test_tutorial_snippets.py`` checks it against the file it
+names. ``tutorials/<name>.ipynb`` is generated from the page and committed
+with the outputs of a run with the small parameters, so that GitHub and the
+documentation site show them. The page is the source because it is what a
+reviewer reads in a diff, what the site renders as prose, and what the
+quote checker reads line by line; a notebook's JSON serves none of these.
+Never edit the ``.ipynb``: ``tests/test_notebooks.py`` fails when its cells
+differ from what the page generates.
+
+Each notebook's first code cell (tagged ``parameters``) holds small step
+counts, each with its full-length value in a comment (``# full length:
+2000``). ``--full_length`` runs the notebooks with those values instead,
+which remakes ``tutorials/figures/`` (the figures and the ``text`` blocks
+the pages show are from such runs; the TensorBoard screenshots need
+Chromium, see ``scripts/tensorboard_screenshot.py``); the executed notebook
+then goes to ``--out_dir`` (default ``/tmp/tfmech_full_length``), never over
+the committed one.
+
+A notebook runs in a fresh kernel with the ``tutorials/`` folder as its
+working directory and a private temporary directory (``TMPDIR``), where its
+runs and the TensorBoard server that ``%tensorboard`` starts note their
+state; that server is stopped when the notebook ends, so nothing outlives
+the run. MNIST comes from ``$TFMECH_DATA_ROOT/mnist`` when that is set (it
+is downloaded otherwise); the small CIFAR-10 runs use a small generated set.
+
+``--check_outputs`` then checks what matters in each executed notebook (an
+accuracy or precision line, the tags read back from the event files,
+``compare_runs``'s verdict) and exits 1 with one line naming the notebook
+and the failed check.
+"""
+
+import argparse
+import ast
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+TUTORIALS_DIR = REPO / "tutorials"
+PAGES = ("mechanics101", "mnist_with_summaries", "cifar10")
+KERNELSPEC = {"display_name": "Python 3", "language": "python",
+              "name": "python3"}
+FULL_LENGTH = re.compile(r"#\s*full length:\s*(?P<value>.+?)\s*$")
+PARAMETER = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*)\s*=\s*(?P<value>[^#]+?)\s*(#.*)?$")
+CELL_TIMEOUT_SECS = 1800
+
+# What each executed notebook must show: (check, a text of the cells to
+# look in, a regular expression over what they printed, the lowest value
+# of its first group or None). The lower bounds are far below what the
+# small runs reach (see the pages) and far above chance.
+PRECISION = r"^Test Data Eval:\nNum examples: 10000  Num correct: \d+  Precision @ 1: (\d\.\d{4})$"
+VERDICT = r"^(MATCH): \d+ tags? agrees? within \S+ at every step\.$"
+CHECKS = {
+    "mechanics101": [
+        ("v1 precision line", "fully_connected_feed --api=v1", PRECISION, 0.5),
+        ("v2 precision line", "fully_connected_feed --api=v2", PRECISION, 0.5),
+        ("tags written", "event_files.find_runs",
+         r"^v1: loss \(\d+ steps\)\nv2: loss \(\d+ steps\)$", None),
+        ("compare_runs verdict", "tfmech.compare_runs", VERDICT, None),
+    ],
+    "mnist_with_summaries": [
+        ("v1 accuracy line", "mnist_with_summaries --api=v1",
+         r"^Accuracy at step \d+: (\d\.\d+)$", 0.8),
+        ("v2 accuracy line", "mnist_with_summaries --api=v2",
+         r"^Accuracy at step \d+: (\d\.\d+)$", 0.8),
+        ("tags written", "event_files.find_runs",
+         r"^v1/train: 19 scalars, 8 histograms, 10 images$(?:\n.*)*"
+         r"^v2/train: 19 scalars, 8 histograms, 1 images$", None),
+        ("compare_runs verdict", "tfmech.compare_runs", VERDICT, None),
+    ],
+    "cifar10": [
+        ("v1 precision line", "cifar10_eval --api=v1",
+         r"^.*: precision @ 1 = (\d\.\d{3})$", 0.3),
+        ("v2 precision line", "cifar10_eval --api=v2",
+         r"^.*: precision @ 1 = (\d\.\d{3})$", 0.3),
+        ("tags written", "event_files.find_runs",
+         r"^v1/train: .*conv1/conv1/activations.*$(?:\n.*)*"
+         r"^v2/train: .*conv1/activations.*$", None),
+        ("compare_runs verdict", "tfmech.compare_runs", VERDICT, None),
+    ],
+}
+
+
+class NotebookError(Exception):
+    """One line: the notebook and what went wrong."""
+
+
+def page_path(name):
+    return TUTORIALS_DIR / f"{name}.md"
+
+
+def notebook_path(name):
+    return TUTORIALS_DIR / f"{name}.ipynb"
+
+
+def generate(name):
+    """The notebook the page generates, without outputs."""
+    import jupytext
+    notebook = jupytext.reads(page_path(name).read_text(encoding="utf-8"),
+                              fmt="md")
+    notebook.metadata = {"kernelspec": dict(KERNELSPEC),
+                         "language_info": {"name": "python"}}
+    for cell in notebook.cells:
+        cell.metadata = ({"tags": cell.metadata["tags"]}
+                         if cell.metadata.get("tags") else {})
+    return notebook
+
+
+def cells(notebook):
+    """What the drift check compares: each cell's kind, text and tags."""
+    return [(cell["cell_type"], "".join(cell["source"]),
+             list(cell.get("metadata", {}).get("tags", [])))
+            for cell in notebook["cells"]]
+
+
+def drift(name):
+    """None when the committed notebook has the page's cells; otherwise a
+    line naming the first cell that differs."""
+    committed_path = notebook_path(name)
+    if not committed_path.is_file():
+        return f"{committed_path.name} is missing"
+    committed = cells(json.loads(committed_path.read_text(encoding="utf-8")))
+    generated = cells(generate(name))
+    for index, (a, b) in enumerate(zip(committed, generated)):
+        if a != b:
+            first_line = (b[1].splitlines() or [""])[0][:60]
+            return (f"{committed_path.name} cell {index} differs from what "
+                    f"{name}.md generates ({b[0]} cell starting {first_line!r})")
+    if len(committed) != len(generated):
+        return (f"{committed_path.name} has {len(committed)} cells, "
+                f"{name}.md generates {len(generated)}")
+    return None
+
+
+def parameters_cell(notebook, name):
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return cell
+    raise NotebookError(f"{name}.md has no code cell tagged parameters")
+
+
+def full_length_values(notebook, name):
+    """{parameter: full-length value} from the parameters cell's comments."""
+    values = {}
+    for line in parameters_cell(notebook, name).source.splitlines():
+        assignment, full = PARAMETER.match(line), FULL_LENGTH.search(line)
+        if assignment and full:
+            try:
+                ast.literal_eval(full.group("value"))
+            except (ValueError, SyntaxError) as error:
+                raise NotebookError(
+                    f"{name}.md: parameter {assignment.group('name')}: full "
+                    f"length {full.group('value')!r} is not a Python "
+                    f"literal") from error
+            values[assignment.group("name")] = full.group("value")
+    if not values:
+        raise NotebookError(f"{name}.md: no parameter states its full length")
+    return values
+
+
+def use_full_length(notebook, name):
+    """Rewrites the parameters cell with the full-length values."""
+    cell = parameters_cell(notebook, name)
+    values = full_length_values(notebook, name)
+    lines = []
+    for line in cell.source.splitlines():
+        assignment = PARAMETER.match(line)
+        if assignment and assignment.group("name") in values:
+            line = f"{assignment.group('name')} = {values[assignment.group('name')]}"
+        lines.append(line)
+    cell.source = "\n".join(lines)
+
+
+def stop_tensorboards(tmpdir):
+    """Stops the TensorBoard servers %tensorboard started (it notes each in
+    $TMPDIR/.tensorboard-info/pid-N.info); returns their pids."""
+    stopped = []
+    for info in (pathlib.Path(tmpdir) / ".tensorboard-info").glob("pid-*.info"):
+        try:
+            pid = int(json.loads(info.read_text())["pid"])
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        except (ValueError, KeyError, ProcessLookupError):
+            pass
+    return stopped
+
+
+def execute(notebook, name):
+    """Runs the notebook top to bottom in a fresh kernel; returns seconds."""
+    import nbclient
+    tmpdir = tempfile.mkdtemp(prefix=f"tfmech_{name}_")
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", "PATH",
+                                                  "TF_CPP_MIN_LOG_LEVEL")}
+    os.environ["TMPDIR"] = tmpdir
+    os.environ["PATH"] = (os.path.dirname(sys.executable) + os.pathsep
+                          + os.environ.get("PATH", ""))
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    start = time.time()
+    try:
+        nbclient.NotebookClient(
+            notebook, timeout=CELL_TIMEOUT_SECS, kernel_name="python3",
+            resources={"metadata": {"path": str(TUTORIALS_DIR)}}).execute()
+    except nbclient.exceptions.CellExecutionError as error:
+        reason = (str(error).strip().splitlines() or ["?"])[-1]
+        raise NotebookError(f"{name}.ipynb: a cell failed: {reason}") from error
+    except nbclient.exceptions.CellTimeoutError as error:
+        raise NotebookError(f"{name}.ipynb: a cell ran over "
+                            f"{CELL_TIMEOUT_SECS} s") from error
+    finally:
+        stop_tensorboards(tmpdir)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return time.time() - start
+
+
+def scrub(notebook):
+    """Outputs without this machine's paths: the data root becomes
+    $TFMECH_DATA_ROOT, the repository's path <repository>."""
+    replacements = [(str(REPO), "<repository>")]
+    root = os.environ.get("TFMECH_DATA_ROOT")
+    if root:
+        replacements.insert(0, (root.rstrip("/"), "$TFMECH_DATA_ROOT"))
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                for old, new in replacements:
+                    output["text"] = output["text"].replace(old, new)
+
+
+def coalesce_streams(notebook):
+    """One stdout and one stderr output per run of them, as Jupyter shows
+    them, instead of one per line the kernel flushed."""
+    for cell in notebook.cells:
+        merged = []
+        for output in cell.get("outputs", []):
+            if (output.get("output_type") == "stream" and merged
+                    and merged[-1].get("output_type") == "stream"
+                    and merged[-1]["name"] == output["name"]):
+                merged[-1]["text"] += output["text"]
+            else:
+                merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
+def printed_text(cell):
+    """Everything a cell printed, stdout and stderr."""
+    return "".join(output.get("text", "") for output in cell.get("outputs", [])
+                   if output.get("output_type") == "stream")
+
+
+def check_outputs(notebook, name):
+    """Raises NotebookError naming the first check the outputs fail."""
+    for check, marker, pattern, lowest in CHECKS[name]:
+        texts = [printed_text(cell) for cell in notebook["cells"]
+                 if cell["cell_type"] == "code" and marker in cell["source"]]
+        if not texts:
+            raise NotebookError(f"{name}.ipynb: check '{check}' failed: no "
+                                f"cell runs {marker!r}")
+        match = re.search(pattern, "\n".join(texts), re.MULTILINE)
+        if not match:
+            raise NotebookError(f"{name}.ipynb: check '{check}' failed: the "
+                                f"cell running {marker!r} printed nothing "
+                                f"matching /{pattern}/")
+        if lowest is not None and float(match.group(1)) < lowest:
+            raise NotebookError(f"{name}.ipynb: check '{check}' failed: "
+                                f"{match.group(1)} < {lowest}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(PAGES),
+                        help="comma-separated tutorials (default: all)")
+    parser.add_argument("--no_execute", action="store_true",
+                        help="generate the notebooks without running them")
+    parser.add_argument("--out_dir", default=None,
+                        help="write the notebooks here instead of over "
+                             "tutorials/*.ipynb")
+    parser.add_argument("--check_outputs", action="store_true",
+                        help="check each executed notebook's outputs")
+    parser.add_argument("--check_drift", action="store_true",
+                        help="only check that the committed notebooks have "
+                             "the cells their pages generate")
+    parser.add_argument("--full_length", action="store_true",
+                        help="run with the full-length parameters (remakes "
+                             "tutorials/figures/)")
+    args = parser.parse_args(argv)
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(args.only) - set(PAGES))
+    if unknown or not args.only:
+        parser.error(f"--only takes {', '.join(PAGES)}; got "
+                     f"{', '.join(unknown) or 'nothing'}")
+    if args.full_length and args.out_dir is None:
+        args.out_dir = "/tmp/tfmech_full_length"
+    if args.check_outputs and args.no_execute:
+        parser.error("--check_outputs needs the notebooks executed")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import nbformat
+    try:
+        if args.check_drift:
+            problems = [p for p in map(drift, args.only) if p]
+            if problems:
+                raise NotebookError(problems[0] + "; run python "
+                                    "scripts/make_notebooks.py")
+            print(f"{len(args.only)} notebooks have their pages' cells")
+            return 0
+        out_dir = pathlib.Path(args.out_dir) if args.out_dir else TUTORIALS_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in args.only:
+            notebook = generate(name)
+            if args.full_length:
+                use_full_length(notebook, name)
+            seconds = None
+            if not args.no_execute:
+                seconds = execute(notebook, name)
+                coalesce_streams(notebook)
+                scrub(notebook)
+            out = out_dir / f"{name}.ipynb"
+            nbformat.write(notebook, str(out))
+            if args.check_outputs:
+                check_outputs(notebook, name)
+            timing = f" ({seconds:.0f} s)" if seconds is not None else ""
+            checked = ", outputs checked" if args.check_outputs else ""
+            print(f"{out}{timing}{checked}", flush=True)
+    except NotebookError as error:
+        print(f"make_notebooks.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
