@@ -93,9 +93,11 @@ CHECKS = {
          r"^.*: precision @ 1 = (\d\.\d{3})$", 0.3),
         ("v2 precision line", "cifar10_eval --api=v2",
          r"^.*: precision @ 1 = (\d\.\d{3})$", 0.3),
-        ("tags written", "event_files.find_runs",
-         r"^v1/train: .*conv1/conv1/activations.*$(?:\n.*)*"
-         r"^v2/train: .*conv1/activations.*$", None),
+        ("v1 tags written", "event_files.find_runs",
+         r"^v1/train: \d+ tags\n(?:  .*\n)*?  .*\bconv1/conv1/activations\b",
+         None),
+        ("v2 tags written", "event_files.find_runs",
+         r"^v2/train: \d+ tags\n(?:  .*\n)*?  (?:.* )?conv1/activations\b", None),
         ("compare_runs verdict", "tfmech.compare_runs", VERDICT, None),
     ],
 }
@@ -281,7 +283,9 @@ def check_outputs(notebook, name):
         if not texts:
             raise NotebookError(f"{name}.ipynb: check '{check}' failed: no "
                                 f"cell runs {marker!r}")
-        match = re.search(pattern, "\n".join(texts), re.MULTILINE)
+        # The last match: the final accuracy, not the first.
+        matches = list(re.finditer(pattern, "\n".join(texts), re.MULTILINE))
+        match = matches[-1] if matches else None
         if not match:
             raise NotebookError(f"{name}.ipynb: check '{check}' failed: the "
                                 f"cell running {marker!r} printed nothing "
