@@ -3,6 +3,7 @@
 
     python scripts/make_notebooks.py                  # remake tutorials/*.ipynb
     python scripts/make_notebooks.py --only=cifar10 --no_execute
+    python scripts/make_notebooks.py --text_only      # prose edits: keep outputs
     python scripts/make_notebooks.py --check_drift    # committed == generated?
     python scripts/make_notebooks.py --out_dir=/tmp/nb --check_outputs   # CI
     python scripts/make_notebooks.py --full_length    # remake tutorials/figures
@@ -103,6 +104,14 @@ CHECKS = {
 }
 
 
+# Console lines of the binaries that the pages' ``text`` blocks quote from
+# the full-length runs: each must still have the format of a line the
+# small run printed (the same text, any number for each number).
+CONSOLE_LINE = re.compile(
+    r"^(Step \d+: loss|Num examples: |Accuracy at step |MATCH: |DIFFERENT: |"
+    r"\d{4}-\d\d-\d\d [\d:.]+: (step \d|precision @ 1))")
+
+
 class NotebookError(Exception):
     """One line: the notebook and what went wrong."""
 
@@ -135,10 +144,10 @@ def cells(notebook):
             for cell in notebook["cells"]]
 
 
-def drift(name):
-    """None when the committed notebook has the page's cells; otherwise a
-    line naming the first cell that differs."""
-    committed_path = notebook_path(name)
+def drift(name, committed_path=None):
+    """None when the committed notebook (or ``committed_path``) has the
+    page's cells; otherwise a line naming the first cell that differs."""
+    committed_path = pathlib.Path(committed_path or notebook_path(name))
     if not committed_path.is_file():
         return f"{committed_path.name} is missing"
     committed = cells(json.loads(committed_path.read_text(encoding="utf-8")))
@@ -152,6 +161,22 @@ def drift(name):
         return (f"{committed_path.name} has {len(committed)} cells, "
                 f"{name}.md generates {len(generated)}")
     return None
+
+
+def carry_outputs(notebook, name):
+    """Copies the committed notebook's outputs into ``notebook`` when only
+    Markdown changed (``--text_only``); raises if a code cell changed."""
+    import nbformat
+    old = nbformat.read(str(notebook_path(name)), as_version=4)
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    new_code = [c for c in notebook.cells if c.cell_type == "code"]
+    if [c.source for c in old_code] != [c.source for c in new_code]:
+        raise NotebookError(f"{name}.md changed a code cell; run without "
+                            f"--text_only to execute the notebook again")
+    for old_cell, new_cell in zip(old_code, new_code):
+        new_cell.outputs = old_cell.outputs
+        new_cell.execution_count = old_cell.execution_count
+    notebook.metadata = old.metadata
 
 
 def parameters_cell(notebook, name):
@@ -275,8 +300,41 @@ def printed_text(cell):
                    if output.get("output_type") == "stream")
 
 
+def recorded_console_lines(name):
+    """The binaries' console lines the page's ``text`` blocks quote."""
+    lines, in_text = [], False
+    for line in page_path(name).read_text(encoding="utf-8").splitlines():
+        if line.strip() == "```text":
+            in_text = True
+        elif line.strip() == "```":
+            in_text = False
+        elif in_text and CONSOLE_LINE.match(line):
+            lines.append(line.rstrip())
+    return lines
+
+
+def line_pattern(line):
+    """A quoted console line as a regular expression: the same text, any
+    number for each number (a decimal for a decimal, an integer for an
+    integer)."""
+    return re.compile(re.sub(
+        r"\d+(?:\\\.\d+)?",
+        lambda m: r"\d+\.\d+" if "." in m.group() else r"\d+",
+        re.escape(line)))
+
+
 def check_outputs(notebook, name):
     """Raises NotebookError naming the first check the outputs fail."""
+    printed = [line.rstrip() for cell in notebook["cells"]
+               for line in printed_text(cell).splitlines()]
+    for quoted in recorded_console_lines(name):
+        if quoted.startswith("DIFFERENT: "):
+            continue  # the full runs' parting; the small runs match
+        if not any(line_pattern(quoted).fullmatch(line) for line in printed):
+            raise NotebookError(
+                f"{name}.ipynb: check 'quoted console lines' failed: the page "
+                f"quotes {quoted!r}, and no line the notebook printed has its "
+                f"format")
     for check, marker, pattern, lowest in CHECKS[name]:
         texts = [printed_text(cell) for cell in notebook["cells"]
                  if cell["cell_type"] == "code" and marker in cell["source"]]
@@ -304,6 +362,9 @@ def parse_args(argv):
     parser.add_argument("--out_dir", default=None,
                         help="write the notebooks here instead of over "
                              "tutorials/*.ipynb")
+    parser.add_argument("--text_only", action="store_true",
+                        help="only Markdown changed: keep the committed "
+                             "notebooks' outputs instead of running them")
     parser.add_argument("--check_outputs", action="store_true",
                         help="check each executed notebook's outputs")
     parser.add_argument("--check_drift", action="store_true",
@@ -322,6 +383,9 @@ def parse_args(argv):
         args.out_dir = "/tmp/tfmech_full_length"
     if args.check_outputs and args.no_execute:
         parser.error("--check_outputs needs the notebooks executed")
+    if args.text_only and (args.full_length or args.out_dir):
+        parser.error("--text_only rewrites tutorials/*.ipynb; it takes "
+                     "neither --full_length nor --out_dir")
     return args
 
 
@@ -343,7 +407,9 @@ def main(argv=None):
             if args.full_length:
                 use_full_length(notebook, name)
             seconds = None
-            if not args.no_execute:
+            if args.text_only:
+                carry_outputs(notebook, name)
+            elif not args.no_execute:
                 seconds = execute(notebook, name)
                 coalesce_streams(notebook)
                 scrub(notebook)
