@@ -248,7 +248,8 @@ def execute(notebook, name):
             notebook, timeout=CELL_TIMEOUT_SECS, kernel_name="python3",
             resources={"metadata": {"path": str(TUTORIALS_DIR)}}).execute()
     except nbclient.exceptions.CellExecutionError as error:
-        reason = (str(error).strip().splitlines() or ["?"])[-1]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # no colours
+        reason = (text.strip().splitlines() or ["?"])[-1]
         raise NotebookError(f"{name}.ipynb: a cell failed: {reason}") from error
     except nbclient.exceptions.CellTimeoutError as error:
         raise NotebookError(f"{name}.ipynb: a cell ran over "
