@@ -22,14 +22,16 @@ quote checker reads line by line; a notebook's JSON serves none of these.
 Never edit the ``.ipynb``: ``tests/test_notebooks.py`` fails when its cells
 differ from what the page generates.
 
-Each notebook's first code cell (tagged ``parameters``) holds small step
-counts, each with its full-length value in a comment (``# full length:
-2000``). ``--full_length`` runs the notebooks with those values instead,
+Each notebook's first code cell holds the parameters: small step counts,
+each with its full-length value in a comment (``# full length: 2000``);
+the notebook tags it ``parameters`` (papermill's convention). ``--full_length`` runs the notebooks with those values instead,
 which remakes ``tutorials/figures/`` (the figures and the ``text`` blocks
-the pages show are from such runs; the TensorBoard screenshots need
-Chromium, see ``scripts/tensorboard_screenshot.py``); the executed notebook
-then goes to ``--out_dir`` (default ``/tmp/tfmech_full_length``), never over
-the committed one.
+the pages show are from such runs, under ``/tmp/tfmech_tutorial/<page>``,
+which ``--replace`` deletes first; the TensorBoard screenshots need
+Chromium, see ``scripts/tensorboard_screenshot.py``; the CIFAR-10 page
+then reads the real data set); the executed notebook goes to
+``--out_dir`` (default ``/tmp/tfmech_full_length``), never over the
+committed one.
 
 A notebook runs in a fresh kernel with the ``tutorials/`` folder as its
 working directory and a private temporary directory (``TMPDIR``), where its
@@ -132,8 +134,14 @@ def generate(name):
     notebook.metadata = {"kernelspec": dict(KERNELSPEC),
                          "language_info": {"name": "python"}}
     for cell in notebook.cells:
-        cell.metadata = ({"tags": cell.metadata["tags"]}
-                         if cell.metadata.get("tags") else {})
+        cell.metadata = {}
+    # The first code cell with full-length comments holds the parameters;
+    # the tag (papermill's) is set here, not on the page, because a fence
+    # such as ```python tags=[...] is no code block to Python-Markdown.
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and FULL_LENGTH.search(cell.source):
+            cell.metadata = {"tags": ["parameters"]}
+            break
     return notebook
 
 
@@ -183,7 +191,8 @@ def parameters_cell(notebook, name):
     for cell in notebook.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
             return cell
-    raise NotebookError(f"{name}.md has no code cell tagged parameters")
+    raise NotebookError(f"{name}.md has no parameters cell (a code cell "
+                        f"with '# full length: ...' comments)")
 
 
 def full_length_values(notebook, name):
@@ -216,6 +225,7 @@ def use_full_length(notebook, name):
             line = f"{assignment.group('name')} = {values[assignment.group('name')]}"
         lines.append(line)
     cell.source = "\n".join(lines)
+    return {key: ast.literal_eval(value) for key, value in values.items()}
 
 
 def stop_tensorboards(tmpdir):
@@ -326,16 +336,6 @@ def line_pattern(line):
 
 def check_outputs(notebook, name):
     """Raises NotebookError naming the first check the outputs fail."""
-    printed = [line.rstrip() for cell in notebook["cells"]
-               for line in printed_text(cell).splitlines()]
-    for quoted in recorded_console_lines(name):
-        if quoted.startswith("DIFFERENT: "):
-            continue  # the full runs' parting; the small runs match
-        if not any(line_pattern(quoted).fullmatch(line) for line in printed):
-            raise NotebookError(
-                f"{name}.ipynb: check 'quoted console lines' failed: the page "
-                f"quotes {quoted!r}, and no line the notebook printed has its "
-                f"format")
     for check, marker, pattern, lowest in CHECKS[name]:
         texts = [printed_text(cell) for cell in notebook["cells"]
                  if cell["cell_type"] == "code" and marker in cell["source"]]
@@ -352,6 +352,16 @@ def check_outputs(notebook, name):
         if lowest is not None and float(match.group(1)) < lowest:
             raise NotebookError(f"{name}.ipynb: check '{check}' failed: "
                                 f"{match.group(1)} < {lowest}")
+    printed = [line.rstrip() for cell in notebook["cells"]
+               for line in printed_text(cell).splitlines()]
+    for quoted in recorded_console_lines(name):
+        if quoted.startswith("DIFFERENT: "):
+            continue  # the full runs' parting; the small runs match
+        if not any(line_pattern(quoted).fullmatch(line) for line in printed):
+            raise NotebookError(
+                f"{name}.ipynb: check 'quoted console lines' failed: the page "
+                f"quotes {quoted!r}, and no line the notebook printed has its "
+                f"format")
 
 
 def parse_args(argv):
@@ -363,6 +373,9 @@ def parse_args(argv):
     parser.add_argument("--out_dir", default=None,
                         help="write the notebooks here instead of over "
                              "tutorials/*.ipynb")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --full_length: delete the runs' folders "
+                             "(RUNS) of an earlier full-length run first")
     parser.add_argument("--text_only", action="store_true",
                         help="only Markdown changed: keep the committed "
                              "notebooks' outputs instead of running them")
@@ -384,6 +397,8 @@ def parse_args(argv):
         args.out_dir = "/tmp/tfmech_full_length"
     if args.check_outputs and args.no_execute:
         parser.error("--check_outputs needs the notebooks executed")
+    if args.replace and not args.full_length:
+        parser.error("--replace goes with --full_length")
     if args.text_only and (args.full_length or args.out_dir):
         parser.error("--text_only rewrites tutorials/*.ipynb; it takes "
                      "neither --full_length nor --out_dir")
@@ -406,7 +421,9 @@ def main(argv=None):
         for name in args.only:
             notebook = generate(name)
             if args.full_length:
-                use_full_length(notebook, name)
+                runs = use_full_length(notebook, name).get("RUNS")
+                if runs and args.replace and os.path.isdir(runs):
+                    shutil.rmtree(runs)
             seconds = None
             if args.text_only:
                 carry_outputs(notebook, name)

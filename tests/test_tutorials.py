@@ -89,6 +89,21 @@ def test_a_failed_check_is_one_line_naming_notebook_and_check():
                               "verdict' failed")
 
 
+def test_a_quoted_console_line_must_keep_its_format():
+    """The page's text blocks quote the full-length runs' console lines;
+    the notebook must still print lines of the same format."""
+    notebook = committed("mechanics101")
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = re.sub(r"\((\d+\.\d+) sec\)", r"(\1 s)",
+                                        output["text"])
+    with pytest.raises(notebooks.NotebookError, match=(
+            r"^mechanics101\.ipynb: check 'quoted console lines' failed: the "
+            r"page quotes 'Step 0: loss = 2\.31 \(0\.056 sec\)'")):
+        notebooks.check_outputs(notebook, "mechanics101")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_parameter_states_its_full_length(page):
     notebook = notebooks.generate(page)
