@@ -19,13 +19,17 @@ with the outputs of a run with the small parameters, so that GitHub and the
 documentation site show them. The page is the source because it is what a
 reviewer reads in a diff, what the site renders as prose, and what the
 quote checker reads line by line; a notebook's JSON serves none of these.
-Never edit the ``.ipynb``: ``tests/test_notebooks.py`` fails when its cells
-differ from what the page generates.
+Never edit the ``.ipynb``: ``tests/test_tutorials.py`` (and
+``--check_drift``) fails when its cells differ from what the page
+generates. After an edit of the page's prose only, ``--text_only`` remakes
+the notebooks and keeps their outputs; after an edit of a code cell, run
+the notebooks again.
 
 Each notebook's first code cell holds the parameters: small step counts,
 each with its full-length value in a comment (``# full length: 2000``);
-the notebook tags it ``parameters`` (papermill's convention). ``--full_length`` runs the notebooks with those values instead,
-which remakes ``tutorials/figures/`` (the figures and the ``text`` blocks
+the notebook tags it ``parameters`` (papermill's convention).
+``--full_length`` runs the notebooks with those values instead, which
+remakes ``tutorials/figures/`` (the figures and the ``text`` blocks
 the pages show are from such runs, under ``/tmp/tfmech_tutorial/<page>``,
 which ``--replace`` deletes first; the TensorBoard screenshots need
 Chromium, see ``scripts/tensorboard_screenshot.py``; the CIFAR-10 page
@@ -42,8 +46,10 @@ is downloaded otherwise); the small CIFAR-10 runs use a small generated set.
 
 ``--check_outputs`` then checks what matters in each executed notebook (an
 accuracy or precision line, the tags read back from the event files,
-``compare_runs``'s verdict) and exits 1 with one line naming the notebook
-and the failed check.
+``compare_runs``'s verdict MATCH, and that every console line the page
+quotes from the full-length runs still has the format of a line the
+notebook printed) and exits 1 with one line naming the notebook and the
+failed check. ``.ci/notebooks`` runs all of this.
 """
 
 import argparse
@@ -133,8 +139,10 @@ def generate(name):
                               fmt="md")
     notebook.metadata = {"kernelspec": dict(KERNELSPEC),
                          "language_info": {"name": "python"}}
-    for cell in notebook.cells:
+    for index, cell in enumerate(notebook.cells):
         cell.metadata = {}
+        # Stable ids: a remade notebook differs only where its page did.
+        cell.id = f"{name}-{index:03d}"
     # The first code cell with full-length comments holds the parameters;
     # the tag (papermill's) is set here, not on the page, because a fence
     # such as ```python tags=[...] is no code block to Python-Markdown.
@@ -256,6 +264,7 @@ def execute(notebook, name):
     try:
         nbclient.NotebookClient(
             notebook, timeout=CELL_TIMEOUT_SECS, kernel_name="python3",
+            record_timing=False,
             resources={"metadata": {"path": str(TUTORIALS_DIR)}}).execute()
     except nbclient.exceptions.CellExecutionError as error:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # no colours
