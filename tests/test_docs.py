@@ -25,7 +25,8 @@ from tests.conftest import REPO
 
 README_MAX_LINES = 200
 DOCUMENTS = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md",
-                    *(REPO / "docs").rglob("*.md")])
+                    *(REPO / "docs").rglob("*.md"),
+                    *(REPO / "tutorials").glob("*.md")])
 # A path of a particular machine, or a tracker number.
 FORBIDDEN = re.compile(r"/work/|shared/data|\bissues? #?[0-9]", re.IGNORECASE)
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?"
