@@ -78,7 +78,7 @@ CELL_TIMEOUT_SECS = 1800
 # of its first group or None). The lower bounds are far below what the
 # small runs reach (see the pages) and far above chance.
 PRECISION = r"^Test Data Eval:\nNum examples: 10000  Num correct: \d+  Precision @ 1: (\d\.\d{4})$"
-VERDICT = r"^(MATCH): \d+ tags? agrees? within \S+ at every step\.$"
+VERDICT = r"^(MATCH): \d+ tags? agrees? within [^\n]+ at every step\.$"
 CHECKS = {
     "mechanics101": [
         ("v1 precision line", "fully_connected_feed --api=v1", PRECISION, 0.5),
