@@ -34,6 +34,7 @@ from absl import flags
 
 from tfmech import cifar10_train
 from tfmech.cli import flags as tfmech_flags
+from tfmech.cli import hparams_dashboard
 
 FLAGS = flags.FLAGS
 PROGRAM = "cifar10_multi_gpu_train"
@@ -89,20 +90,30 @@ def train(hparams, batches_dir, cluster):
         from tfmech.cifar10 import multi_gpu_train_v1
         tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
         with tfmech_flags.guarded_training(PROGRAM):
-            return multi_gpu_train_v1.run_training(
+            hparams_dashboard.record_start(FLAGS.train_dir, PROGRAM, "v1",
+                                           hparams)
+            record = multi_gpu_train_v1.run_training(
                 hparams, batches_dir, FLAGS.train_dir, devices,
                 log_device_placement=FLAGS.log_device_placement)
+            hparams_dashboard.record_final_metrics(FLAGS.train_dir, record)
+            return record
     from tfmech.cifar10 import multi_worker_v2
     strategy = distribute.make_strategy(devices, cluster,
                                         wait_secs=FLAGS.cluster_wait_secs)
     # Once the cluster is up: a cluster that never forms writes nothing.
     tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
     # Only the chief writes --train_dir; the other workers do not lock it.
-    with tfmech_flags.guarded_training(
-            PROGRAM, lock=cluster is None or cluster.is_chief):
-        return multi_worker_v2.run_training(
+    is_chief = cluster is None or cluster.is_chief
+    with tfmech_flags.guarded_training(PROGRAM, lock=is_chief):
+        if is_chief:
+            hparams_dashboard.record_start(FLAGS.train_dir, PROGRAM, "v2",
+                                           hparams)
+        record = multi_worker_v2.run_training(
             hparams, batches_dir, FLAGS.train_dir, strategy,
             log_device_placement=FLAGS.log_device_placement)
+        if is_chief:
+            hparams_dashboard.record_final_metrics(FLAGS.train_dir, record)
+        return record
 
 
 def main(argv):

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from tfmech.cli import flags as tfmech_flags
+from tfmech.cli import hparams_dashboard
 from tfmech.cifar10.hparams import HParams
 
 FLAGS = flags.FLAGS
@@ -77,8 +78,12 @@ def main(argv):
         tfmech_flags.exit_with_error(PROGRAM, error)
     tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
     with tfmech_flags.guarded_training(PROGRAM):
-        driver.run_training(hparams, batches_dir, FLAGS.train_dir,
-                            log_device_placement=FLAGS.log_device_placement)
+        hparams_dashboard.record_start(FLAGS.train_dir, PROGRAM, FLAGS.api,
+                                       hparams)
+        record = driver.run_training(
+            hparams, batches_dir, FLAGS.train_dir,
+            log_device_placement=FLAGS.log_device_placement)
+        hparams_dashboard.record_final_metrics(FLAGS.train_dir, record)
 
 
 if __name__ == "__main__":

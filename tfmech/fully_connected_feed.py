@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 
 from tfmech.cli import flags as tfmech_flags
+from tfmech.cli import hparams_dashboard
 from tfmech.mechanics101.hparams import HParams
 
 FLAGS = flags.FLAGS
@@ -68,7 +69,10 @@ def main(argv):
         tfmech_flags.exit_with_error(PROGRAM, error)
     tfmech_flags.output_dir_or_exit(PROGRAM, "train_dir")
     with tfmech_flags.guarded_training(PROGRAM):
-        driver.run_training(hparams, data_sets, FLAGS.train_dir)
+        hparams_dashboard.record_start(FLAGS.train_dir, PROGRAM, FLAGS.api,
+                                       hparams)
+        record = driver.run_training(hparams, data_sets, FLAGS.train_dir)
+        hparams_dashboard.record_final_metrics(FLAGS.train_dir, record)
 
 
 if __name__ == "__main__":

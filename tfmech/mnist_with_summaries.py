@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from tfmech.cli import flags as tfmech_flags
+from tfmech.cli import hparams_dashboard
 from tfmech.mnist_summaries.hparams import HParams
 
 FLAGS = flags.FLAGS
@@ -71,7 +72,10 @@ def main(argv):
     tfmech_flags.output_dir_or_exit(PROGRAM, "summaries_dir")
     driver = tfmech_flags.driver_module("mnist_summaries")
     with tfmech_flags.guarded_training(PROGRAM, "summaries_dir"):
-        driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
+        hparams_dashboard.record_start(FLAGS.summaries_dir, PROGRAM,
+                                       FLAGS.api, hparams)
+        record = driver.run_training(hparams, data_sets, FLAGS.summaries_dir)
+        hparams_dashboard.record_final_metrics(FLAGS.summaries_dir, record)
 
 
 if __name__ == "__main__":
