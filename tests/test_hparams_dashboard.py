@@ -8,6 +8,7 @@ The default suite runs Mechanics 101 in both APIs; the slow suite runs all
 three pipelines (``-m slow``). The browser tests open the HParams tab.
 """
 
+import io
 import json
 import os
 import re
@@ -21,7 +22,8 @@ from tests.conftest import REPO
 from tests.tensorboard_server import serving
 from tfmech.cli import hparams_dashboard
 from tfmech.progress import RunRecord
-from tfmech.tools.event_files import all_events
+from tfmech.tools import run_comparison
+from tfmech.tools.event_files import all_events, scalar_values
 
 APIS = ("v1", "v2")
 
@@ -172,18 +174,28 @@ def test_mechanics101_runs_are_two_rows_with_their_printed_metrics(
         assert 0 < metrics["final/loss"] < 3
     # Gradient descent is the same arithmetic in both APIs (issue 22).
     assert rows["fcf_v1"][1] == pytest.approx(rows["fcf_v2"][1], abs=1e-4)
+    # compare_runs compares the final metrics and names the flags that
+    # differ, the HParams records themselves being no result to compare.
+    report = io.StringIO()
+    status = run_comparison.run(str(tmp_path / "fcf_v1"),
+                                str(tmp_path / "fcf_v2"), out=report)
+    lines = report.getvalue().splitlines()
+    assert status == run_comparison.EXIT_MATCH, lines
+    assert ("Flags recorded for the HParams dashboard (.): the same except "
+            "api (A: v1, B: v2)") in lines
+    compared = {line.split()[3] for line in lines if line.startswith("ok ")}
+    assert compared == {"loss", "final/loss", "final/precision"}
+    assert not any("_hparams_" in line for line in lines), lines
 
 
 def test_a_resumed_run_that_has_nothing_to_train_adds_no_metrics(tmp_path):
     command = mechanics101_commands(tmp_path)["fcf_v2"]
     run_binaries({"first": command})
-    before = [value for event in all_events(tmp_path / "fcf_v2")
-              for value in event.summary.value if value.tag == "final/loss"]
+    before = scalar_values(tmp_path / "fcf_v2", "final/loss")
     out = run_binaries({"again": command})["again"]
     assert "Nothing to train" in out
-    after = [value for event in all_events(tmp_path / "fcf_v2")
-             for value in event.summary.value if value.tag == "final/loss"]
-    assert len(after) == len(before) == 1
+    assert scalar_values(tmp_path / "fcf_v2", "final/loss") == before
+    assert len(before) == 1
 
 
 @pytest.mark.slow

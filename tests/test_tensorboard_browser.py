@@ -1,6 +1,6 @@
 """TensorBoard as a person sees it: a real server over a v1 and a v2 run of
 MNIST with summaries, loaded in headless Chromium, through
-scripts/tensorboard_screenshot.py.
+scripts/tensorboard_screenshot.py (and the HParams tab, directly).
 
 The browser tests are marked ``browser`` (run with ``-m browser``) and
 skipped, with the reason, where Chromium, chromedriver or Selenium is
@@ -22,7 +22,9 @@ from tests.tensorboard_server import serving
 from tfmech.tools import tensorboard_server
 
 SCRIPT = REPO / "scripts" / "tensorboard_screenshot.py"
-RUNS = {"v1/train", "v1/test", "v2/train", "v2/test"}
+# Each API's summaries_dir is a run too: its HParams record and final
+# metrics (tfmech.cli.hparams_dashboard).
+RUNS = {"v1", "v1/train", "v1/test", "v2", "v2/train", "v2/test"}
 STEPS = 40
 WINDOW = (1400, 1000)
 
@@ -160,6 +162,61 @@ def test_tag_filter_and_run_selection(board, driver, tmp_path):
     assert all(card.drawn for card in state.cards)
     assert {card.tag: tuple(card.runs) for card in state.cards} == {
         "accuracy": ("v2/test",), "accuracy_1": ("v1/test",)}
+
+
+# The HParams dashboard's table (a vaadin-grid): its header and row cells,
+# in order, and its column count.
+HPARAMS_TABLE_JS = r"""
+function all(root, out) {
+  for (const el of root.querySelectorAll('*')) {
+    out.push(el); if (el.shadowRoot) all(el.shadowRoot, out);
+  }
+  return out;
+}
+const view = all(document, []).find(e => e.localName === 'tf-hparams-table-view');
+if (!view) return null;
+const inside = all(view.shadowRoot || view, []);
+const grid = inside.find(e => e.localName === 'vaadin-grid');
+if (!grid) return null;
+const columns = all(grid, []).filter(e => e.localName === 'vaadin-grid-column');
+const cells = all(document, []).filter(
+    e => e.localName === 'vaadin-grid-cell-content').map(e => e.textContent.trim());
+return {columns: columns.length, cells: cells};
+"""
+
+
+def hparams_table(driver, base, rows, timeout_secs=120):
+    """The HParams tab's table once it has ``rows`` rows: a list of rows,
+    each {column header: cell text}, the header row first."""
+    import time
+    driver.get(f"{base}/#hparams")
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        table = driver.execute_script(HPARAMS_TABLE_JS)
+        if table and table["columns"]:
+            width = table["columns"]
+            lines = [table["cells"][start:start + width]
+                     for start in range(0, len(table["cells"]), width)]
+            if len(lines) >= rows + 1:
+                header = lines[0]
+                return [dict(zip(header, line)) for line in lines[1:rows + 1]]
+        assert time.monotonic() < deadline, f"HParams table: {table}"
+        time.sleep(0.5)
+
+
+@pytest.mark.browser
+def test_hparams_tab_lists_the_v1_and_the_v2_run_with_their_accuracy(
+        board, driver, logdir, tmp_path):
+    rows = hparams_table(driver, board, rows=2)
+    by_run = {row["Trial ID"]: row for row in rows}
+    assert set(by_run) == {str(logdir / "v1"), str(logdir / "v2")}
+    for api in ("v1", "v2"):
+        row = by_run[str(logdir / api)]
+        assert row["api"] == api
+        # The last test accuracy, which both runs printed as 1.0.
+        assert float(row["final precision"]) == pytest.approx(1.0)
+    driver.save_screenshot(str(tmp_path / "hparams.png"))
+    check_picture(driver, tmp_path / "hparams.png")
 
 
 @pytest.mark.browser

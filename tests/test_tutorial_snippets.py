@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 
 PAGES = sorted((REPO / "tutorials").glob("*.md"))
-SOURCE = r"((?:tfmech|scripts|benchmarks)/[\w/]+\.py)"
+SOURCE = r"((?:tfmech|scripts|benchmarks|examples)/[\w/]+\.py)"
 HEADER = re.compile(r"#\s*" + SOURCE + r"\s*$")
 NAMED = re.compile(r"`" + SOURCE + r"`")
 ELISION = {"...", "# ..."}

@@ -27,8 +27,10 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+from google.protobuf import json_format
 from tensorboard import data_compat
 from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 # Summaries of these plugins describe the program, not its numbers: graphs,
@@ -36,6 +38,8 @@ from tensorboard.util import tensor_util
 GRAPH_KINDS = frozenset({"graphs", "graph_keras_model", "graph_run_metadata",
                          "graph_run_metadata_graph",
                          "graph_tagged_run_metadata"})
+# The plugin of the HParams dashboard's records (flags, experiment layout).
+HPARAMS_KIND = hparams_metadata.PLUGIN_NAME
 # Event fields that carry a graph or run metadata rather than a summary.
 _GRAPH_EVENT_FIELDS = ("graph_def", "meta_graph_def", "tagged_run_metadata")
 # The summary value fields tf.compat.v1 ops write (TF2 ops write ``tensor``).
@@ -111,11 +115,20 @@ def values(run_dir):
     return out
 
 
+def scalar_values(run_dir, tag):
+    """The values of one scalar tag of a run, oldest first, as floats."""
+    return [float(array) for written, kind, _, array in values(run_dir)
+            if written == tag and kind == "scalars"]
+
+
 class RunContents(NamedTuple):
     """What ``read_run`` found: the summaries, and what it set aside."""
 
     summaries: list
     graph_events: int      # graphs, meta graphs, run metadata, traces
+    # The hyperparameters the run recorded for TensorBoard's HParams
+    # dashboard (its last session start), {name: value}; {} if none.
+    hparams: dict = {}
 
 
 def read_run(run_dir):
@@ -125,7 +138,7 @@ def read_run(run_dir):
     can be migrated here while remembering whether a v1 op wrote it. Graph
     and run-metadata events and summaries are counted, not returned.
     """
-    summaries, graph_events = [], 0
+    summaries, graph_events, hparams = [], 0, {}
     for path in event_files(run_dir):
         for event in event_file_loader.LegacyEventFileLoader(str(path)).Load():
             if any(event.HasField(field) for field in _GRAPH_EVENT_FIELDS):
@@ -136,9 +149,19 @@ def read_run(run_dir):
                 summary = _summary(value, event.step)
                 if summary.kind in GRAPH_KINDS:
                     graph_events += 1
+                elif value.tag == hparams_metadata.SESSION_START_INFO_TAG:
+                    hparams = recorded_hparams(value)
                 else:
                     summaries.append(summary)
-    return RunContents(summaries, graph_events)
+    return RunContents(summaries, graph_events, hparams)
+
+
+def recorded_hparams(value):
+    """{name: value} of an HParams session-start summary value, parsed by
+    the HParams plugin's own reader."""
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        value.metadata.plugin_data.content)
+    return json_format.MessageToDict(start).get("hparams", {})
 
 
 def _summary(value, step):

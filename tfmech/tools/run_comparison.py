@@ -35,6 +35,8 @@ class Side:
     graph_events: int = 0
     renamed: dict = dataclasses.field(default_factory=dict)
     collisions: dict = dataclasses.field(default_factory=dict)
+    # run -> {flag: value} the run recorded for the HParams dashboard.
+    hparams: dict = dataclasses.field(default_factory=dict)
 
 
 def run_directories(label, logdir):
@@ -58,6 +60,8 @@ def read_side(logdir, run_dirs, normalize_tf1_tags=False):
         contents = event_files.read_run(directory)
         summaries = contents.summaries
         side.graph_events += contents.graph_events
+        if contents.hparams:
+            side.hparams[name] = contents.hparams
         if normalize_tf1_tags:
             normalized = event_files.normalize_tf1_tags(summaries)
             summaries = normalized.summaries
@@ -317,6 +321,8 @@ def compare(side_a, side_b, tolerance, tags=None, ignore_tags=None):
                 continue
             if ignore_tags is not None and ignore_tags.search(tag):
                 _add_once(result.ignored, (run, tag))
+            elif kind == event_files.HPARAMS_KIND:
+                continue  # the flags: hparams_lines reports them
             elif kind not in KINDS:
                 _add_once(result.not_compared, (run, tag, kind))
             elif (tag, kind) not in keys_b:
@@ -421,9 +427,25 @@ def report_lines(comparison, side_a, side_b, tolerance):
                      "images): " + ", ".join(
                          f"{_run_prefix(run)}{tag} ({kind})"
                          for run, tag, kind in comparison.not_compared))
+    lines += hparams_lines(side_a, side_b)
     lines.append(f"Graphs and run metadata are not compared (A: "
                  f"{_count(side_a.graph_events, 'event')}, B: "
                  f"{_count(side_b.graph_events, 'event')}).")
+    return lines
+
+
+def hparams_lines(side_a, side_b):
+    """How the flags two runs recorded for the HParams dashboard differ
+    (not a difference in results: a v1 and a v2 run differ in --api)."""
+    lines = []
+    for run in sorted(set(side_a.hparams) & set(side_b.hparams)):
+        a, b = side_a.hparams[run], side_b.hparams[run]
+        differ = [f"{name} (A: {a.get(name, '-')}, B: {b.get(name, '-')})"
+                  for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+        lines.append(f"Flags recorded for the HParams dashboard "
+                     f"({run}): " +
+                     ("the same except " + ", ".join(differ) if differ
+                      else "the same"))
     return lines
 
 
