@@ -164,57 +164,48 @@ def test_tag_filter_and_run_selection(board, driver, tmp_path):
         "accuracy": ("v2/test",), "accuracy_1": ("v1/test",)}
 
 
-# The HParams dashboard's table (a vaadin-grid): its header and row cells,
-# in order, and its column count.
-HPARAMS_TABLE_JS = r"""
+# The HParams dashboard's table (a vaadin-grid): the text of its cells, in
+# page order (the header's, then each row's after its Trial ID).
+HPARAMS_CELLS_JS = r"""
 function all(root, out) {
   for (const el of root.querySelectorAll('*')) {
     out.push(el); if (el.shadowRoot) all(el.shadowRoot, out);
   }
   return out;
 }
-const view = all(document, []).find(e => e.localName === 'tf-hparams-table-view');
-if (!view) return null;
-const inside = all(view.shadowRoot || view, []);
-const grid = inside.find(e => e.localName === 'vaadin-grid');
-if (!grid) return null;
-const columns = all(grid, []).filter(e => e.localName === 'vaadin-grid-column');
-const cells = all(document, []).filter(
-    e => e.localName === 'vaadin-grid-cell-content').map(e => e.textContent.trim());
-return {columns: columns.length, cells: cells};
+return all(document, []).filter(e => e.localName === 'vaadin-grid-cell-content')
+    .map(e => e.textContent.trim()).filter(text => text);
 """
 
 
-def hparams_table(driver, base, rows, timeout_secs=120):
-    """The HParams tab's table once it has ``rows`` rows: a list of rows,
-    each {column header: cell text}, the header row first."""
+def hparams_rows(driver, base, trial_ids, timeout_secs=120):
+    """The HParams tab once its table shows every one of ``trial_ids``:
+    (header cells, {trial id: the non-empty cells of its row})."""
     import time
     driver.get(f"{base}/#hparams")
     deadline = time.monotonic() + timeout_secs
     while True:
-        table = driver.execute_script(HPARAMS_TABLE_JS)
-        if table and table["columns"]:
-            width = table["columns"]
-            lines = [table["cells"][start:start + width]
-                     for start in range(0, len(table["cells"]), width)]
-            if len(lines) >= rows + 1:
-                header = lines[0]
-                return [dict(zip(header, line)) for line in lines[1:rows + 1]]
-        assert time.monotonic() < deadline, f"HParams table: {table}"
+        cells = driver.execute_script(HPARAMS_CELLS_JS)
+        starts = [index for index, text in enumerate(cells) if text in trial_ids]
+        if len(starts) == len(trial_ids):
+            rows = {cells[begin]: cells[begin + 1:end] for begin, end in
+                    zip(starts, starts[1:] + [len(cells)])}
+            return cells[:starts[0]], rows
+        assert time.monotonic() < deadline, f"HParams table cells: {cells}"
         time.sleep(0.5)
 
 
 @pytest.mark.browser
 def test_hparams_tab_lists_the_v1_and_the_v2_run_with_their_accuracy(
         board, driver, logdir, tmp_path):
-    rows = hparams_table(driver, board, rows=2)
-    by_run = {row["Trial ID"]: row for row in rows}
-    assert set(by_run) == {str(logdir / "v1"), str(logdir / "v2")}
-    for api in ("v1", "v2"):
-        row = by_run[str(logdir / api)]
-        assert row["api"] == api
-        # The last test accuracy, which both runs printed as 1.0.
-        assert float(row["final precision"]) == pytest.approx(1.0)
+    runs = {api: str(logdir / api) for api in ("v1", "v2")}
+    header, rows = hparams_rows(driver, board, set(runs.values()))
+    assert {"Trial ID", "api", "final precision"} <= set(header)
+    for api, trial_id in runs.items():
+        # Its --api, its --dropout (the keep probability, the original's
+        # 0.9) and its last test accuracy, which both runs printed as 1.0.
+        assert rows[trial_id][0] == api, rows
+        assert "0.90000" in rows[trial_id] and rows[trial_id][-1] == "1.0000"
     driver.save_screenshot(str(tmp_path / "hparams.png"))
     check_picture(driver, tmp_path / "hparams.png")
 
