@@ -84,8 +84,14 @@ CHECKS = {
         ("v1 precision line", "fully_connected_feed --api=v1", PRECISION, 0.5),
         ("v2 precision line", "fully_connected_feed --api=v2", PRECISION, 0.5),
         ("tags written", "event_files.find_runs",
-         r"^v1: loss \(\d+ steps\)\nv2: loss \(\d+ steps\)$", None),
+         r"^v1: final/loss \(1 steps\), final/precision \(1 steps\), "
+         r"loss \(\d+ steps\)\nv2: final/loss \(1 steps\), "
+         r"final/precision \(1 steps\), loss \(\d+ steps\)$", None),
         ("compare_runs verdict", "tfmech.compare_runs", VERDICT, None),
+        ("converted Keras model's precision line",
+         "from examples.keras_ports import mechanics101",
+         r"^Num examples: 10000  Num correct: \d+  Precision @ 1: (\d\.\d{4})$",
+         0.5),
     ],
     "mnist_with_summaries": [
         ("v1 accuracy line", "mnist_with_summaries --api=v1",

@@ -136,7 +136,8 @@ def read_run(run_dir):
 
     Events are read unmigrated (TensorBoard's legacy loader) so each value
     can be migrated here while remembering whether a v1 op wrote it. Graph
-    and run-metadata events and summaries are counted, not returned.
+    and run-metadata events and summaries are counted, not returned; the
+    HParams dashboard's records are returned apart, as the run's flags.
     """
     summaries, graph_events, hparams = [], 0, {}
     for path in event_files(run_dir):
@@ -149,8 +150,11 @@ def read_run(run_dir):
                 summary = _summary(value, event.step)
                 if summary.kind in GRAPH_KINDS:
                     graph_events += 1
-                elif value.tag == hparams_metadata.SESSION_START_INFO_TAG:
-                    hparams = recorded_hparams(value)
+                elif summary.kind == HPARAMS_KIND:
+                    # The run's flags, not its numbers (and the table
+                    # layout, which every tfmech run writes alike).
+                    if value.tag == hparams_metadata.SESSION_START_INFO_TAG:
+                        hparams = recorded_hparams(value)
                 else:
                     summaries.append(summary)
     return RunContents(summaries, graph_events, hparams)

@@ -321,8 +321,6 @@ def compare(side_a, side_b, tolerance, tags=None, ignore_tags=None):
                 continue
             if ignore_tags is not None and ignore_tags.search(tag):
                 _add_once(result.ignored, (run, tag))
-            elif kind == event_files.HPARAMS_KIND:
-                continue  # the flags: hparams_lines reports them
             elif kind not in KINDS:
                 _add_once(result.not_compared, (run, tag, kind))
             elif (tag, kind) not in keys_b:
