@@ -13,7 +13,8 @@ cards it shows, so a caller knows what the picture holds.
 
 Dashboards: the classic ``scalars``, ``images`` and ``histograms`` (their
 charts are SVG and images; the Time Series dashboard draws with WebGL, which
-headless Chromium leaves blank). ``--tag_filter`` and ``--runs`` are the
+headless Chromium leaves blank), and ``hparams``, the HParams tab's table of
+runs (one card per row). ``--tag_filter`` and ``--runs`` are the
 dashboard's own tag and run filter boxes (regular expressions).
 
 Needs Chromium and its driver (Debian: ``apt-get install chromium
@@ -32,7 +33,7 @@ import time
 import urllib.parse
 from typing import NamedTuple
 
-DASHBOARDS = ("scalars", "images", "histograms")
+DASHBOARDS = ("scalars", "images", "histograms", "hparams")
 # Chromium's executable names, Debian's first.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER_NAMES = ("chromedriver",)
@@ -73,6 +74,16 @@ if (kind === 'scalars') {
   cards = named('tf-image-loader').map(c => ({tag: c.tag, runs: [c.run],
       drawn: inside(c).some(e => e.localName === 'img' && e.complete &&
                                  e.naturalWidth > 0)}));
+} else if (kind === 'hparams') {
+  // One card per row of the table view: the session group (its trial ID
+  // and runs), drawn once its trial ID shows in a cell.
+  const grid = named('vaadin-grid')[0];
+  const cells = new Set(elements.filter(e =>
+      e.localName === 'vaadin-grid-cell-content' && shown(e))
+      .map(e => (e.textContent || '').trim()));
+  cards = Array.from((grid && grid.items) || []).map(group => ({
+      tag: group.name, runs: (group.sessions || []).map(s => s.name),
+      drawn: cells.has(group.name)}));
 } else {
   cards = named('tf-histogram-loader').map(c => ({tag: c.tag, runs: [c.run],
       drawn: drawnPaths(c, 'outline') > 0}));
@@ -81,10 +92,12 @@ if (kind === 'scalars') {
 const noData = elements.some(e => shown(e) && e.children.length === 0 &&
     /^No \w+ data was found/.test((e.textContent || '').trim()));
 const selector = named('tf-multi-checkbox')[0];
+// The HParams tab has no run selector: its rows' runs are the runs.
+const rowRuns = cards.flatMap(card => card.runs);
 return {
   noData: noData,
-  runs: selector ? Array.from(selector.namesMatchingRegex || []) : [],
-  selected: selector ? Array.from(selector.outSelected || []) : [],
+  runs: selector ? Array.from(selector.namesMatchingRegex || []) : rowRuns,
+  selected: selector ? Array.from(selector.outSelected || []) : rowRuns,
   cards: cards,
 };
 """
@@ -166,6 +179,12 @@ def check_arguments(args):
                                   f"200..8000 pixels")
     if args.timeout <= 0:
         raise ScreenshotError(f"--timeout={args.timeout} must be positive")
+    if args.dashboard == "hparams":
+        for flag in ("tag_filter", "runs"):
+            if getattr(args, flag):
+                raise ScreenshotError(
+                    f"--{flag} filters the scalars, images and histograms "
+                    f"dashboards; the hparams dashboard shows every run")
     for flag in ("tag_filter", "runs"):
         try:
             re.compile(getattr(args, flag))

@@ -9,6 +9,14 @@ and v2 runs alike: (tag, plugin kind, step, value). The reading itself is
 from tfmech.tools.event_files import all_events, event_files, values  # noqa: F401
 
 
+# What every training binary adds to its run for TensorBoard's HParams
+# dashboard (tfmech.cli.hparams_dashboard): the table's layout, the run's
+# flags, and its final loss (CIFAR-10 measures no precision while training).
+HPARAMS_RECORDS = frozenset({("_hparams_/experiment", "hparams"),
+                             ("_hparams_/session_start_info", "hparams"),
+                             ("final/loss", "scalars")})
+
+
 def tag_kinds(run_dir):
     """The set of (tag, kind) in a run, e.g. ("loss", "scalars")."""
     return {(tag, kind) for tag, kind, _, _ in values(run_dir)}

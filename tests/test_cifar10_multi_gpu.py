@@ -194,7 +194,8 @@ def test_multi_device_runs_write_exactly_the_canonical_tags(device_runs):
         summaries = {(tag, kind) for tag, kind in events.tag_kinds(root / run)
                      if kind != "graphs"}
         assert summaries == (expected_train_tags() if run.startswith("v2")
-                             else expected_v1_train_tags()), run
+                             else expected_v1_train_tags()) | (
+                                 events.HPARAMS_RECORDS), run
         assert events.has_graph(root / run), run
         # MonitoredTrainingSession's saver hook also saves when the session
         # starts (step 0).

@@ -210,12 +210,19 @@ def test_v1_and_v2_of_every_pipeline_are_rows_of_one_table(
             "tfmech.cifar10_train", f"--api={api}", "--max_steps=20",
             "--log_frequency=10", f"--data_dir={small_cifar10_dir}",
             f"--train_dir={tmp_path}/cifar10_{api}"]
+        # Two towers (v1) or two replicas (v2) on the CPU.
+        commands[f"cifar10_2dev_{api}"] = [
+            "tfmech.cifar10_multi_gpu_train", f"--api={api}", "--num_gpus=2",
+            "--max_steps=10", "--log_frequency=10",
+            f"--data_dir={small_cifar10_dir}",
+            f"--train_dir={tmp_path}/cifar10_2dev_{api}"]
     outputs = run_binaries(commands)
     with serving(tmp_path, min_runs=len(commands)) as base:
         rows = dashboard_rows(base)
     assert set(rows) == set(commands)
     for name, (hparams, metrics) in rows.items():
         assert hparams["api"] == name[-2:]
+        assert hparams["program"] == commands[name][0].split(".")[1], name
         if name.startswith("mnist"):
             # The program measures test accuracy, and prints no loss.
             assert set(metrics) == {"final/precision"}

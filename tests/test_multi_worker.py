@@ -309,16 +309,18 @@ def test_two_workers_train_as_one_process_at_the_same_global_batch(
     for name in names:
         np.testing.assert_allclose(ours[name], single[name], rtol=0,
                                    atol=WEIGHT_TOLERANCE, err_msg=name)
-    # Only the chief wrote: one event file with the canonical tags, and the
-    # checkpoint; the other worker's temporary checkpoints are gone.
+    # Only the chief wrote: the training's event file with the canonical
+    # tags, the two of its HParams records (start, end), and the checkpoint;
+    # the other worker's temporary checkpoints are gone.
     assert not list(tmp_path.glob("tfmech_worker_checkpoints_*"))
     assert {(tag, kind) for tag, kind in events.tag_kinds(train_dir)
-            if kind != "graphs"} == expected_train_tags()
-    assert len(events.event_files(train_dir)) == 1
+            if kind != "graphs"} == expected_train_tags() | events.HPARAMS_RECORDS
+    written = [path.name for path in events.event_files(train_dir)]
+    assert len(written) == 3
     # (.tfmech.lock: the chief's trainer lock; the other worker takes none.)
     assert sorted(os.listdir(train_dir)) == sorted(
         [".tfmech.lock", "checkpoint", "ckpt-8.index",
-         "ckpt-8.data-00000-of-00001", events.event_files(train_dir)[0].name])
+         "ckpt-8.data-00000-of-00001", *written])
     # Both print the original's line for the same steps and losses.
     lines = [[line.split(": step ")[1].split(" (")[0]
               for line in output(tmp_path, i).splitlines() if ": step " in line]

@@ -230,6 +230,26 @@ def test_command_line_takes_an_images_screenshot(logdir, tmp_path):
 
 
 @pytest.mark.browser
+def test_command_line_takes_an_hparams_screenshot(logdir, tmp_path):
+    """One card per row of the HParams table: its trial ID (the run's
+    directory) and its run."""
+    out = tmp_path / "hparams.png"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), f"--logdir={logdir}", f"--out={out}",
+         "--dashboard=hparams", "--width=1700", "--height=500"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["Runs listed: v1, v2", "Runs drawn: v1, v2",
+                         "hparams cards in the picture:"]
+    assert sorted(lines[3:-1]) == [f"  {logdir / 'v1'} (v1)",
+                                   f"  {logdir / 'v2'} (v2)"]
+    assert lines[-1] == f"Wrote {out}"
+    rgb = read_png(out)
+    assert rgb.shape[1] == 1700 and rgb.std() > 20
+
+
+@pytest.mark.browser
 def test_a_dashboard_without_data_is_an_error_and_no_png(driver, tmp_path):
     """Only a scalar in the run: TensorBoard's histograms page says there is
     nothing, and so does the script, at once, without writing the PNG."""
@@ -247,6 +267,16 @@ def test_a_dashboard_without_data_is_an_error_and_no_png(driver, tmp_path):
     assert str(error.value) == (f"TensorBoard found no histogram data on "
                                 f"{url} (its page says so)")
     assert not out.exists()
+
+
+def test_the_hparams_dashboard_takes_no_filter(tmp_path, capsys):
+    status = shot.main([f"--logdir={tmp_path}", f"--out={tmp_path / 'x.png'}",
+                        "--dashboard=hparams", "--runs=v1"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "tensorboard_screenshot.py: error: --runs filters the scalars, images "
+        "and histograms dashboards; the hparams dashboard shows every run\n")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_no_event_files_names_the_directory(tmp_path, capsys):

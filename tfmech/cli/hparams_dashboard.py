@@ -11,7 +11,8 @@ driver, so the tutorial code never sees it:
 
 Everything goes through TensorBoard's public HParams API
 (``tensorboard.plugins.hparams.api``) and ``tf.summary`` into a new event
-file in the run's directory, the directory the dashboard names the row by.
+file in the run's directory; the row's trial ID is that directory's
+absolute path, so two runs of the same flags stay two rows.
 Every run also writes the same experiment configuration: the dashboard
 reads one configuration per log directory and picks any run's, so all
 tfmech runs describe one table (the union of the three pipelines'
@@ -19,6 +20,7 @@ hyperparameters, and the final metrics below).
 """
 
 import dataclasses
+import os
 import time
 
 from tfmech.cifar10.hparams import HParams as Cifar10HParams
@@ -89,7 +91,8 @@ def record_start(run_dir, program, api, hparams):
             hparams=[hp.HParam(name) for name in hyperparameter_names()],
             metrics=metrics)
         hp.hparams(session_values(program, api, hparams),
-                   trial_id=run_dir, start_time_secs=time.time())
+                   trial_id=os.path.abspath(run_dir),
+                   start_time_secs=time.time())
     writer.close()
 
 
