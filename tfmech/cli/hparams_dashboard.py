@@ -97,10 +97,11 @@ def record_start(run_dir, program, api, hparams):
 
 
 def record_final_metrics(run_dir, record):
-    """Writes the run's final metrics at its final step (nothing if the run
-    trained no step)."""
+    """Writes the run's final metrics at its final step; nothing if the run
+    trained no step (a resumed run already at --max_steps: its metrics are
+    the earlier run's)."""
     metrics = final_metrics(record)
-    if not metrics:
+    if not metrics or record.final_step <= record.start_step:
         return
     import tensorflow as tf
     writer = tf.summary.create_file_writer(run_dir)
